@@ -1,0 +1,51 @@
+# modelctl tasks. Every recipe sets up what it needs (.venv with all runtimes).
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+py := venv / "bin/python"
+
+# List the recipes.
+default:
+    @just --list
+
+# Create .venv and install modelctl with every runtime and dev tool (only when pyproject.toml changed).
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x {{py}} ] || python3 -m venv {{venv}}
+    stamp={{venv}}/.modelctl-setup
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        {{py}} -m pip install -q --upgrade pip
+        # llama-cpp-python has no wheel here: pip builds it once (~3 min on 2 cores), then caches the wheel.
+        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers]"
+        echo "$want" > "$stamp"
+    fi
+
+# Run the whole test suite (unit, integration against the local Hub, runtime with real models, faults).
+test *ARGS: setup
+    {{py}} -m pytest -q {{ARGS}}
+
+# Run only the fault-injection suite.
+test-faults *ARGS: setup
+    {{py}} -m pytest -q -m faults {{ARGS}}
+
+# Quality gates: format, lint, types, tests.
+check: setup
+    {{venv}}/bin/ruff format --check modelctl tests benchmarks
+    {{venv}}/bin/ruff check modelctl tests benchmarks
+    {{venv}}/bin/mypy --strict modelctl
+    {{py}} -m pytest -q
+
+# Format the code.
+fmt: setup
+    {{venv}}/bin/ruff format modelctl tests benchmarks
+    {{venv}}/bin/ruff check --fix modelctl tests benchmarks
+
+# The main job on the bundled example, offline: local Hub, lock, plan, sync, load real models.
+demo: setup
+    {{py}} -m modelctl.testing.demo
+
+# Benchmarks: sync vs snapshot_download vs curl; runtime path resolution.
+bench: setup
+    {{py}} -m benchmarks.bench_sync

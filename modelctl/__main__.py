@@ -1,0 +1,7 @@
+"""``python -m modelctl``."""
+
+import sys
+
+from modelctl.cli import main
+
+sys.exit(main())

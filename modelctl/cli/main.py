@@ -1,0 +1,154 @@
+"""Commands: lock, plan (sync and verify build on the same options)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from modelctl import __version__, ops
+from modelctl.cli.format import plan_table
+from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError
+from modelctl.settings import Settings, from_env
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+def project_options(func: F) -> F:
+    """--manifest / --lockfile, shared by every command that reads a project."""
+    func = click.option(
+        "--lockfile",
+        "lockfile_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Lockfile path. Default: the manifest's path with .lock (modelctl.lock).",
+    )(func)
+    func = click.option(
+        "--manifest",
+        "-m",
+        "manifest_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Manifest path. Default: $MODELCTL_MANIFEST, else modelctl.yaml here or above.",
+    )(func)
+    return func
+
+
+def load_project(manifest_path: Path | None, lockfile_path: Path | None) -> ops.Project:
+    return ops.find_project(manifest_path, lockfile_path, os.environ, Path.cwd())
+
+
+def settings_for(manifest_endpoint: str | None, offline: bool = False) -> Settings:
+    return from_env(os.environ, manifest_endpoint=manifest_endpoint, offline=offline)
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="modelctl")
+def cli() -> None:
+    """Lock, download and load ML model files from the Hugging Face Hub.
+
+    \b
+    modelctl lock     resolve modelctl.yaml into modelctl.lock (commits, sizes, digests)
+    modelctl plan     show what sync would download
+    modelctl sync     download exactly the locked files, verified
+    modelctl verify   check the files on disk against the lock
+    """
+
+
+@cli.command("lock", epilog=EPILOG)
+@project_options
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only check that the lock matches the manifest (exit 1 if stale). No network.",
+)
+@click.option(
+    "--upgrade", "-U", is_flag=True, help="Re-resolve every revision to its newest commit."
+)
+@click.option(
+    "--upgrade-asset",
+    "-P",
+    "upgrade_assets",
+    multiple=True,
+    metavar="NAME",
+    help="Re-resolve only this asset (repeatable).",
+)
+def lock_cmd(
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    check: bool,
+    upgrade: bool,
+    upgrade_assets: tuple[str, ...],
+) -> None:
+    """Resolve the manifest into the lockfile.
+
+    One metadata request per (repo, revision) gives the commit and every file's size and
+    digest. Commits already locked are kept unless --upgrade / --upgrade-asset.
+    """
+    project = load_project(manifest_path, lockfile_path)
+    manifest = ops.read_manifest(project)
+    if check:
+        ops.check(project, manifest)
+        click.echo(f"{project.lock_path} is up to date with {project.manifest_path}")
+        return
+    settings = settings_for(manifest.endpoint)
+    result = ops.lock(
+        project, manifest, ops.make_client(settings), upgrade=upgrade, upgrade_assets=upgrade_assets
+    )
+    files = list(result.lock.files())
+    verb = "wrote" if result.written else "unchanged:"
+    click.echo(f"{verb} {project.lock_path} ({len(result.lock.assets)} assets, {len(files)} files)")
+
+
+@cli.command("plan", epilog=EPILOG)
+@project_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.option(
+    "--target",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Plan for a plain tree DIR/<asset>/<path> instead of the HF cache.",
+)
+def plan_cmd(
+    manifest_path: Path | None, lockfile_path: Path | None, as_json: bool, target: Path | None
+) -> None:
+    """Show the DownloadPlan: files, sizes, what is cached, what sync would download."""
+    project = load_project(manifest_path, lockfile_path)
+    manifest = ops.read_manifest(project)
+    result = ops.plan(project, manifest, settings_for(manifest.endpoint), target)
+    if result.note:
+        click.echo(f"note: {result.note}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.plan.to_json(), indent=2, sort_keys=False))
+    else:
+        for line in plan_table(result.plan):
+            click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs click, maps modelctl errors to their exit codes, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="modelctl", standalone_mode=False)
+    except ModelctlError as exc:
+        click.echo(exc.render(), err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Plain frozen values shared by every layer: what the manifest asks for, what the lock holds.
+
+No I/O here. Ordering is explicit (tuples sorted by name/path) so that everything built
+from these values, the lockfile above all, is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from modelctl.digest import Digest
+
+RepoType = Literal["model", "dataset"]
+REPO_TYPES: tuple[RepoType, ...] = ("model", "dataset")
+
+# Roles say what a file is for; the runtime loader's typed accessors rely on them.
+ROLE_FILE = "file"
+ROLE_MODEL = "model"
+ROLE_TOKENIZER = "tokenizer"
+ROLE_VOICE = "voice"
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON form hashed anywhere: sorted keys, no whitespace, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_of(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """One entry of an asset's file list: an exact path or a glob, and its role."""
+
+    pattern: str
+    role: str = ROLE_FILE
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in _GLOB_CHARS for c in self.pattern)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Files requested from one repo at one revision (branch, tag or commit)."""
+
+    repo_id: str
+    repo_type: RepoType
+    revision: str
+    requests: tuple[FileRequest, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.repo_type, self.repo_id, self.revision)
+
+    def where(self) -> str:
+        prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
+        return f"{prefix}{self.repo_id}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A named asset after preset expansion. ``kind`` is kept for the runtime loader."""
+
+    name: str
+    kind: str
+    enabled: bool
+    sources: tuple[Source, ...]
+    line: str = field(default="", compare=False)  # file:line of its declaration
+
+    def spec(self) -> dict[str, Any]:
+        """What the lock must match: everything that decides which files are locked."""
+        return {
+            "kind": self.kind,
+            "enabled": self.enabled,
+            "sources": [
+                {
+                    "repo": s.repo_id,
+                    "repo_type": s.repo_type,
+                    "revision": s.revision,
+                    "files": [[r.pattern, r.role] for r in s.requests],
+                }
+                for s in self.sources
+            ],
+        }
+
+    def spec_hash(self) -> str:
+        return sha256_of(self.spec())
+
+    @property
+    def declares_files(self) -> bool:
+        return self.enabled and any(s.requests for s in self.sources)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest; ``assets`` sorted by name."""
+
+    source: str
+    endpoint: str | None
+    assets: tuple[Asset, ...]
+
+    def asset(self, name: str) -> Asset | None:
+        return next((a for a in self.assets if a.name == name), None)
+
+    def manifest_hash(self) -> str:
+        return sha256_of({"version": 1, "assets": {a.name: a.spec() for a in self.assets}})
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    path: str
+    size: int | None
+    digest: Digest
+    role: str = ROLE_FILE
+
+
+@dataclass(frozen=True)
+class LockedSource:
+    repo_id: str
+    repo_type: RepoType
+    revision: str  # as requested in the manifest
+    commit: str  # what it resolved to
+    files: tuple[LockedFile, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.repo_type, self.repo_id, self.revision)
+
+    def where(self, path: str | None = None) -> str:
+        prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
+        tail = f":{path}" if path is not None else ""
+        return f"{prefix}{self.repo_id}@{self.commit}{tail}"
+
+
+@dataclass(frozen=True)
+class LockedAsset:
+    name: str
+    kind: str
+    enabled: bool
+    spec_hash: str
+    sources: tuple[LockedSource, ...]
+
+
+class FileRef(NamedTuple):
+    """One locked file of one asset: the unit that plan, sync and runtime work on."""
+
+    asset: str
+    repo_type: RepoType
+    repo_id: str
+    commit: str
+    path: str
+    size: int | None
+    digest: Digest
+    role: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    version: int
+    manifest_hash: str
+    assets: tuple[LockedAsset, ...]
+
+    def asset(self, name: str) -> LockedAsset | None:
+        return next((a for a in self.assets if a.name == name), None)
+
+    def files(self) -> Iterator[FileRef]:
+        """Every locked file of every enabled asset, in lockfile order."""
+        for asset in self.assets:
+            if not asset.enabled:
+                continue
+            for src in asset.sources:
+                for f in src.files:
+                    yield FileRef(
+                        asset.name,
+                        src.repo_type,
+                        src.repo_id,
+                        src.commit,
+                        f.path,
+                        f.size,
+                        f.digest,
+                        f.role,
+                    )

@@ -1,0 +1,24 @@
+"""Helpers shared by tests (import as ``from tests.helpers import ...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_repo(
+    root: Path,
+    repo_id: str,
+    files: dict[str, bytes],
+    branch: str = "main",
+    lfs_patterns: tuple[str, ...] = (),
+) -> Path:
+    """Lay out one repo for the local Hub: ``root/<org>/<name>/<branch>/<path>``."""
+    base = root / repo_id / branch
+    for rel, data in files.items():
+        p = base / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    if lfs_patterns:
+        lines = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in lfs_patterns)
+        (base / ".gitattributes").write_text(lines)
+    return base
