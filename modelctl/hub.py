@@ -24,8 +24,6 @@ from modelctl.errors import (
 )
 from modelctl.types import RepoType
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-
 # What huggingface_hub and its HTTP client raise for Hub and network failures.
 HUB_ERRORS: tuple[type[BaseException], ...] = (
     hf_errors.HfHubHTTPError,

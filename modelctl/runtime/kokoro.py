@@ -1,0 +1,78 @@
+"""Kokoro TTS over onnxruntime, for both input namings of Kokoro ONNX exports.
+
+onnx-community/Kokoro-82M-v1.0-ONNX names its inputs ``input_ids``, ``style``, ``speed``
+and its output ``waveform``; other exports say ``tokens`` and ``audio``. A voice file is
+raw little-endian float32 shaped (-1, 1, 256); the style vector for a text of ``n`` token
+ids (without padding) is row ``n`` of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelctl.runtime.loader import KokoroPaths
+
+SAMPLE_RATE = 24_000
+STYLE_DIM = 256
+PAD_ID = 0
+_ID_INPUTS = ("input_ids", "tokens")
+_AUDIO_OUTPUTS = ("waveform", "audio")
+
+
+@dataclass
+class Kokoro:
+    session: Any  # onnxruntime.InferenceSession
+    tokenizer: Any  # tokenizers.Tokenizer
+    voices: dict[str, Any]  # name -> np.ndarray (n, 1, 256) float32
+    ids_input: str
+    sample_rate: int = SAMPLE_RATE
+
+    @classmethod
+    def from_paths(cls, paths: KokoroPaths) -> Kokoro:
+        import numpy as np
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        session = onnxruntime.InferenceSession(str(paths.model), providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        ids_input = next((n for n in _ID_INPUTS if n in names), None)
+        if ids_input is None or not {"style", "speed"} <= names:
+            raise ValueError(
+                f"{paths.model} is not a Kokoro export: inputs {sorted(names)}, expected "
+                "input_ids|tokens, style, speed"
+            )
+        voices = {
+            name: np.fromfile(p, dtype="<f4").reshape(-1, 1, STYLE_DIM)
+            for name, p in sorted(paths.voices.items())
+        }
+        return cls(session, Tokenizer.from_file(str(paths.tokenizer)), voices, ids_input)
+
+    def encode(self, phonemes: str) -> list[int]:
+        """Token ids of a phoneme string (Kokoro's tokenizer maps phoneme characters)."""
+        ids: list[int] = self.tokenizer.encode(phonemes).ids
+        return ids
+
+    def synthesize(self, token_ids: Sequence[int], voice: str, speed: float = 1.0) -> Any:
+        """Audio (float32, mono, 24 kHz) for ``token_ids`` (without padding) in ``voice``."""
+        import numpy as np
+
+        if voice not in self.voices:
+            raise KeyError(f"voice {voice!r} is not locked; locked voices: {sorted(self.voices)}")
+        table = self.voices[voice]
+        ids = list(token_ids)
+        if not 0 < len(ids) < table.shape[0] - 1:
+            raise ValueError(f"token count {len(ids)} out of range 1..{table.shape[0] - 2}")
+        style = table[len(ids)].astype(np.float32)  # [1, 256]
+        padded = np.array([[PAD_ID, *ids, PAD_ID]], dtype=np.int64)
+        feeds = {
+            self.ids_input: padded,
+            "style": style,
+            "speed": np.array([speed], dtype=np.float32),
+        }
+        outputs = self.session.run(None, feeds)
+        names = [o.name for o in self.session.get_outputs()]
+        index = next((names.index(n) for n in _AUDIO_OUTPUTS if n in names), 0)
+        return np.asarray(outputs[index], dtype=np.float32).reshape(-1)

@@ -1,0 +1,244 @@
+"""Resolve locked files to verified local paths (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from modelctl import lockfile
+from modelctl.digest import digest_file
+from modelctl.errors import InputError, VerificationError
+from modelctl.settings import hf_cache_dir
+from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef, Lock
+
+if TYPE_CHECKING:
+    from modelctl.runtime.kokoro import Kokoro
+
+Verify = Literal["fast", "full", "none"]
+LOCK_NAME = "modelctl.lock"
+
+
+class UnknownAssetError(InputError, LookupError):
+    """An asset or file that the lock does not hold (or holds disabled)."""
+
+    label = "not locked"
+
+
+class NotSyncedError(VerificationError, FileNotFoundError):
+    """A locked file that is missing or differs on disk."""
+
+    label = "not synced"
+
+
+@dataclass(frozen=True)
+class GgufPaths:
+    model: Path
+    tokenizer: dict[str, Path]  # repo path (e.g. "tokenizer.json") -> local path
+
+
+@dataclass(frozen=True)
+class KokoroPaths:
+    model: Path
+    tokenizer: Path
+    voices: dict[str, Path]  # voice name -> .bin
+
+
+def find_lock(env: Mapping[str, str], cwd: Path) -> Path:
+    if env.get("MODELCTL_LOCK"):
+        return Path(env["MODELCTL_LOCK"])
+    for folder in (cwd, *cwd.parents):
+        if (folder / LOCK_NAME).is_file():
+            return folder / LOCK_NAME
+    raise InputError(
+        f"no {LOCK_NAME} found in {cwd} or any parent folder",
+        hint="pass open_lock(path), or set MODELCTL_LOCK",
+    )
+
+
+def open_lock(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    target: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    verify: Verify = "fast",
+    env: Mapping[str, str] | None = None,
+) -> LockedModels:
+    """Open a lockfile for loading.
+
+    ``path``: the lockfile (default $MODELCTL_LOCK, else modelctl.lock here or above).
+    ``target``: a ``sync --target`` tree (default $MODELCTL_TARGET); else the HF cache
+    (``cache_dir``, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub).
+    """
+    env = os.environ if env is None else env
+    lock_path = Path(path) if path is not None else find_lock(env, Path.cwd())
+    lock = lockfile.load(lock_path)
+    if target is None and env.get("MODELCTL_TARGET"):
+        target = env["MODELCTL_TARGET"]
+    store: Store
+    if target is not None:
+        store = TargetStore(Path(target))
+    else:
+        store = HfCacheStore(Path(cache_dir) if cache_dir is not None else hf_cache_dir(env))
+    if verify not in ("fast", "full", "none"):
+        raise InputError(f"verify must be 'fast', 'full' or 'none', not {verify!r}")
+    return LockedModels(lock, lock_path, store, verify)
+
+
+class LockedModels:
+    """The files of one lock, handed out only when present and verified."""
+
+    def __init__(self, lock: Lock, lock_path: Path, store: Store, verify: Verify) -> None:
+        self.lock = lock
+        self.lock_path = lock_path
+        self.store = store
+        self.verify = verify
+        self._verified: dict[FileRef, Path] = {}
+
+    # -- what is locked ---------------------------------------------------------------
+    def assets(self) -> list[str]:
+        """Enabled assets that have files."""
+        return sorted({r.asset for r in self.lock.files()})
+
+    def _refs(self, asset: str) -> list[FileRef]:
+        locked = self.lock.asset(asset)
+        if locked is None:
+            raise UnknownAssetError(
+                f"asset {asset!r} is not in the lock",
+                where=str(self.lock_path),
+                hint="locked assets: " + (", ".join(self.assets()) or "(none)"),
+            )
+        if not locked.enabled:
+            raise UnknownAssetError(
+                f"asset {asset!r} is disabled in the manifest (enabled: false)",
+                where=str(self.lock_path),
+                hint="enable it, then run `modelctl lock` and `modelctl sync`",
+            )
+        refs = [r for r in self.lock.files() if r.asset == asset]
+        if not refs:
+            raise UnknownAssetError(
+                f"asset {asset!r} declares no files (kind: {locked.kind})",
+                where=str(self.lock_path),
+            )
+        return refs
+
+    def _ref(self, asset: str, filename: str) -> FileRef:
+        refs = self._refs(asset)
+        for r in refs:
+            if r.path == filename:
+                return r
+        raise UnknownAssetError(
+            f"file {filename!r} is not locked for asset {asset!r}",
+            where=str(self.lock_path),
+            hint="locked files: " + ", ".join(r.path for r in refs),
+        )
+
+    # -- paths ------------------------------------------------------------------------
+    def path(self, asset: str, filename: str) -> Path:
+        return self._checked(self._ref(asset, filename))
+
+    def files(self, asset: str) -> dict[str, Path]:
+        return {r.path: self._checked(r) for r in self._refs(asset)}
+
+    def _role(self, asset: str, role: str) -> list[FileRef]:
+        return [r for r in self._refs(asset) if r.role == role]
+
+    def gguf(self, asset: str) -> GgufPaths:
+        models = [r for r in self._role(asset, ROLE_MODEL) if r.path.endswith(".gguf")]
+        if len(models) != 1:
+            raise UnknownAssetError(
+                f"asset {asset!r} is not a gguf asset (needs exactly one .gguf model file)",
+                where=str(self.lock_path),
+            )
+        tokenizer = {r.path: self._checked(r) for r in self._role(asset, ROLE_TOKENIZER)}
+        return GgufPaths(self._checked(models[0]), tokenizer)
+
+    def kokoro(self, asset: str) -> KokoroPaths:
+        models = self._role(asset, ROLE_MODEL)
+        tokenizers = self._role(asset, ROLE_TOKENIZER)
+        if len(models) != 1 or len(tokenizers) != 1:
+            raise UnknownAssetError(
+                f"asset {asset!r} is not a kokoro asset (model + tokenizer.json expected)",
+                where=str(self.lock_path),
+            )
+        voices = {Path(r.path).stem: self._checked(r) for r in self._role(asset, ROLE_VOICE)}
+        return KokoroPaths(self._checked(models[0]), self._checked(tokenizers[0]), voices)
+
+    def _checked(self, ref: FileRef) -> Path:
+        done = self._verified.get(ref)
+        if done is not None:
+            return done
+        path = self.store.final_path(ref)
+        where = f"{ref.asset}: {ref.repo_id}@{ref.commit}:{ref.path}"
+        if self.verify != "none":
+            self._check_file(ref, path, where)
+        self._verified[ref] = path
+        return path
+
+    def _check_file(self, ref: FileRef, path: Path, where: str) -> None:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise NotSyncedError(
+                "locked file is not on disk",
+                where=where,
+                expected=str(path),
+                actual="missing",
+                hint="run `modelctl sync`",
+            ) from exc
+        if ref.size is not None and size != ref.size:
+            raise NotSyncedError(
+                "locked file has the wrong size",
+                where=where,
+                expected=f"{ref.size} bytes",
+                actual=f"{size} bytes at {path}",
+                hint="run `modelctl sync` to repair it",
+            )
+        if self.verify == "full":
+            actual = digest_file(path, ref.digest.algorithm)
+            if actual != ref.digest:
+                raise NotSyncedError(
+                    "locked file's content differs from the lock",
+                    where=where,
+                    expected=str(ref.digest),
+                    actual=f"{actual} at {path}",
+                    hint="run `modelctl sync` to replace it",
+                )
+
+    # -- loaders (runtimes imported lazily) ------------------------------------------
+    def load_llama(self, asset: str, **kwargs: Any) -> Any:
+        """``llama_cpp.Llama(model_path=<locked gguf>, **kwargs)``."""
+        import llama_cpp
+
+        kwargs.setdefault("verbose", False)
+        return llama_cpp.Llama(model_path=str(self.gguf(asset).model), **kwargs)
+
+    def load_tokenizer(self, asset: str, filename: str = "tokenizer.json") -> Any:
+        """``tokenizers.Tokenizer.from_file`` on the asset's locked tokenizer file."""
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(self.path(asset, filename)))
+
+    def load_onnx(self, asset: str, filename: str | None = None, **kwargs: Any) -> Any:
+        """``onnxruntime.InferenceSession`` on the asset's (only, or named) .onnx file."""
+        import onnxruntime
+
+        if filename is None:
+            onnx = [r.path for r in self._refs(asset) if r.path.endswith(".onnx")]
+            if len(onnx) != 1:
+                raise UnknownAssetError(
+                    f"asset {asset!r} has {len(onnx)} .onnx files; name one",
+                    where=str(self.lock_path),
+                    hint="locked .onnx files: " + (", ".join(onnx) or "(none)"),
+                )
+            filename = onnx[0]
+        kwargs.setdefault("providers", ["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(self.path(asset, filename)), **kwargs)
+
+    def load_kokoro(self, asset: str) -> Kokoro:
+        from modelctl.runtime.kokoro import Kokoro
+
+        return Kokoro.from_paths(self.kokoro(asset))

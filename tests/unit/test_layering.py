@@ -1,0 +1,128 @@
+"""Imports go one way (cli -> ops -> hub/store/fetch -> plan/lockfile/... -> types -> errors),
+the runtime loader never imports the Hub, and no module reads the environment at import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "modelctl"
+
+# Lower number = lower layer. A module may import only modules of a lower or equal layer
+# listed here (equal only where noted by the same number and no cycle).
+LAYERS: dict[str, int] = {
+    "errors": 0,
+    "digest": 1,
+    "types": 2,
+    "paths": 2,
+    "yamldoc": 2,
+    "settings": 2,
+    "manifest": 3,
+    "lockfile": 3,
+    "plan": 3,
+    "progress": 3,
+    "record": 4,
+    "filelock": 4,
+    "store": 4,
+    "hub": 4,
+    "fetch": 5,
+    "resolve": 5,
+    "verify": 6,
+    "sync": 6,
+    "ops": 7,
+    "cli": 8,
+}
+# The runtime loader hands out paths: it must not reach the network in any way.
+RUNTIME_FORBIDDEN = {
+    "hub",
+    "fetch",
+    "sync",
+    "resolve",
+    "ops",
+    "cli",
+    "huggingface_hub",
+    "httpx",
+    "httpx2",
+    "requests",
+    "urllib.request",
+}
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py") if "testing" not in p.parts)
+
+
+def top(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0].removesuffix(".py")
+
+
+def imported(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            if node.module == "modelctl":
+                names.update(f"modelctl.{a.name}" for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_go_one_way(path: Path) -> None:
+    me = top(path)
+    if me in ("__init__", "__main__"):
+        return
+    for name in imported(path):
+        if not name.startswith("modelctl."):
+            continue
+        other = name.split(".")[1]
+        if other == me or me == "runtime" or other.startswith("__"):
+            continue
+        assert other in LAYERS, f"{path.name} imports unknown module {name}: add it to LAYERS"
+        if me in LAYERS:
+            assert LAYERS[other] < LAYERS[me] or (LAYERS[other] == LAYERS[me] and other != me), (
+                f"{path.relative_to(PKG)} ({me}, layer {LAYERS[me]}) imports {name} "
+                f"(layer {LAYERS[other]})"
+            )
+
+
+def test_runtime_never_imports_the_hub() -> None:
+    runtime = [p for p in modules() if top(p) == "runtime"]
+    seen: set[str] = set()
+    for path in runtime:
+        for name in imported(path):
+            parts = name.split(".")
+            key = parts[1] if parts[0] == "modelctl" and len(parts) > 1 else name
+            seen.add(key)
+            assert key not in RUNTIME_FORBIDDEN, f"{path.name} imports {name}"
+
+
+def _module_level_env_reads(tree: ast.Module) -> list[int]:
+    lines = []
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_environment_read_or_print_at_import(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    assert _module_level_env_reads(tree) == [], f"{path.name} reads the environment at import"
+    if "cli" in path.relative_to(PKG).parts or path.name == "__main__.py":
+        return
+    prints = [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+    ]
+    allowed = path.name in ("hub.py", "demo.py") and "testing" in path.parts
+    assert allowed or prints == [], f"print() in library code: {path.name}:{prints}"
