@@ -4,12 +4,18 @@ onnx-community/Kokoro-82M-v1.0-ONNX names its inputs ``input_ids``, ``style``, `
 and its output ``waveform``; other exports say ``tokens`` and ``audio``. A voice file is
 raw little-endian float32 shaped (-1, 1, 256); the style vector for a text of ``n`` token
 ids (without padding) is row ``n`` of it.
+
+Kokoro's tokenizer.json on the Hub has no model ``type`` and cannot be loaded by the
+``tokenizers`` library (it rejects its post-processor); it is a character -> id map, so
+the vocab is read directly, as Kokoro's own packages do.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,7 +31,7 @@ _AUDIO_OUTPUTS = ("waveform", "audio")
 @dataclass
 class Kokoro:
     session: Any  # onnxruntime.InferenceSession
-    tokenizer: Any  # tokenizers.Tokenizer
+    vocab: dict[str, int]  # phoneme character -> token id
     voices: dict[str, Any]  # name -> np.ndarray (n, 1, 256) float32
     ids_input: str
     sample_rate: int = SAMPLE_RATE
@@ -34,7 +40,6 @@ class Kokoro:
     def from_paths(cls, paths: KokoroPaths) -> Kokoro:
         import numpy as np
         import onnxruntime
-        from tokenizers import Tokenizer
 
         session = onnxruntime.InferenceSession(str(paths.model), providers=["CPUExecutionProvider"])
         names = {i.name for i in session.get_inputs()}
@@ -48,12 +53,11 @@ class Kokoro:
             name: np.fromfile(p, dtype="<f4").reshape(-1, 1, STYLE_DIM)
             for name, p in sorted(paths.voices.items())
         }
-        return cls(session, Tokenizer.from_file(str(paths.tokenizer)), voices, ids_input)
+        return cls(session, read_vocab(paths.tokenizer), voices, ids_input)
 
     def encode(self, phonemes: str) -> list[int]:
-        """Token ids of a phoneme string (Kokoro's tokenizer maps phoneme characters)."""
-        ids: list[int] = self.tokenizer.encode(phonemes).ids
-        return ids
+        """Token ids (unpadded) of a phoneme string; characters not in the vocab are dropped."""
+        return [self.vocab[c] for c in phonemes if c in self.vocab]
 
     def synthesize(self, token_ids: Sequence[int], voice: str, speed: float = 1.0) -> Any:
         """Audio (float32, mono, 24 kHz) for ``token_ids`` (without padding) in ``voice``."""
@@ -76,3 +80,12 @@ class Kokoro:
         names = [o.name for o in self.session.get_outputs()]
         index = next((names.index(n) for n in _AUDIO_OUTPUTS if n in names), 0)
         return np.asarray(outputs[index], dtype=np.float32).reshape(-1)
+
+
+def read_vocab(tokenizer_json: Path) -> dict[str, int]:
+    """The ``model.vocab`` map of a Kokoro tokenizer.json."""
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    vocab = data.get("model", {}).get("vocab") if isinstance(data, dict) else None
+    if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
+        raise ValueError(f"{tokenizer_json} has no model.vocab map of phoneme -> id")
+    return {str(k): int(v) for k, v in vocab.items()}

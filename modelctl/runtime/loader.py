@@ -84,7 +84,7 @@ def open_lock(
     else:
         store = HfCacheStore(Path(cache_dir) if cache_dir is not None else hf_cache_dir(env))
     if verify not in ("fast", "full", "none"):
-        raise InputError(f"verify must be 'fast', 'full' or 'none', not {verify!r}")
+        raise ValueError(f"verify must be 'fast', 'full' or 'none', not {verify!r}")
     return LockedModels(lock, lock_path, store, verify)
 
 
