@@ -110,6 +110,7 @@ def load_yaml(text: str, source: str, error: type[InputError]) -> YamlDoc:
         loader = _UniqueKeyLoader(text)
         try:
             root = loader.get_single_node()
+            _check_expanded_size(root, source, error)
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
@@ -127,6 +128,35 @@ def load_yaml(text: str, source: str, error: type[InputError]) -> YamlDoc:
     except RecursionError as exc:
         raise error("YAML nesting is too deep", where=source) from exc
     return YamlDoc(data=data, root=root, source=source)
+
+
+MAX_NODES = 100_000
+
+
+def _check_expanded_size(root: yaml.Node | None, source: str, error: type[InputError]) -> None:
+    """Refuse documents whose aliases expand to more than MAX_NODES nodes.
+
+    Aliases share nodes, so a few lines can stand for billions of values ("billion
+    laughs"); schema validation would walk every one of them.
+    """
+    count = 0
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise error(
+                f"the document is too large (more than {MAX_NODES} values after expanding "
+                "YAML aliases)",
+                where=source,
+                hint="write the values out without deeply nested aliases",
+            )
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def read_text(path: Path, error: type[InputError], what: str) -> str:
