@@ -132,6 +132,9 @@ class Faults:
     fail_blob_status: int = 403
     # Throttle bodies to this many bytes per second.
     slow_bytes_per_sec: int | None = None
+    # Model info lists files without size/blobId/lfs even with blobs=true, like a mirror
+    # that does not report metadata (clients must fall back to HEAD).
+    omit_metadata: bool = False
     # Restrict every fault to these repo paths (None = all paths).
     paths: set[str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -735,10 +738,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self, repo: RepoRef, rest: list[str], query: dict[str, list[str]], raw: str) -> None:
         store = self.hub._store
         if not rest:
-            self._send_json(200, _repo_info(store.snapshot(repo, "main"), _flag(query, "blobs")))
+            blobs = _flag(query, "blobs") and not self.hub.faults.omit_metadata
+            self._send_json(200, _repo_info(store.snapshot(repo, "main"), blobs))
         elif rest[0] == "revision" and len(rest) >= 2:
             snap = store.snapshot(repo, unquote("/".join(rest[1:])))
-            self._send_json(200, _repo_info(snap, _flag(query, "blobs")))
+            blobs = _flag(query, "blobs") and not self.hub.faults.omit_metadata
+            self._send_json(200, _repo_info(snap, blobs))
         elif rest[0] == "tree" and len(rest) >= 2:
             snap = store.snapshot(repo, unquote(rest[1]))
             items = _tree(snap, unquote("/".join(rest[2:])).strip("/"), _flag(query, "recursive"))
@@ -1114,6 +1119,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--fail-blob-redirect", action="store_true")
     f.add_argument("--fail-blob-status", type=int, default=403)
     f.add_argument("--slow-bytes-per-sec", type=int)
+    f.add_argument("--omit-metadata", action="store_true", help="model info without sizes/hashes")
     f.add_argument("--fault-path", action="append", dest="fault_paths", metavar="PATH")
     return p
 

@@ -302,3 +302,19 @@ def test_bad_manifest_exits_2_with_location(
     m.write_text("assets:\n  a: {repo: o/a, files: [x]\n")
     code, _, err = run(capsys, "plan", "-m", str(m))
     assert code == 2 and "YAML syntax error" in err and f"{m}:" in err
+
+
+def test_mirror_without_metadata_falls_back_to_one_head_per_file(
+    project: Path,
+    repos: dict[str, dict[str, bytes]],
+    local_hub: LocalHub,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    local_hub.faults.set(omit_metadata=True)
+    assert run(capsys, "lock", "-m", str(project))[0] == 0
+    lock = lockfile.load(project.with_suffix(".lock"))
+    for r in lock.files():
+        data = repos[r.repo_id][r.path]
+        assert r.size == len(data)
+        assert str(r.digest) == (sha256(data) if r.path in LFS_NAMES else gitsha1(data))
+    assert local_hub.count(method="HEAD") == len(EXPECTED_FILES)
