@@ -8,17 +8,34 @@ HF cache layout (shared with transformers, llama.cpp ``-hf``, ...)::
 
 ``<etag>`` is the digest's hex: sha256 for LFS files, the git blob sha1 otherwise, exactly
 as huggingface_hub names blobs. Target layout: ``<target>/<asset>/<path>``, real files.
+
+Beside the files, each store names (deterministically, so a later run finds them):
+
+- a partial file, in the folder of the content so the final ``os.replace`` is atomic:
+  ``blobs/<etag>.incomplete`` in the cache, ``<dir>/.<name>.modelctl-partial`` in a tree;
+- a lock file: ``<cache>/.locks/<repo folder>/<etag>.lock`` (the one huggingface_hub
+  takes), ``<target>/.modelctl/locks/<asset>/<path>.lock`` in a tree;
+- a verification record (see :mod:`modelctl.record`): per repo in the cache,
+  ``<repo folder>/.modelctl/verified/<algo>-<hex>.json`` (huggingface_hub's cache scan
+  ignores unknown folders inside a repo folder, but warns about unknown top-level ones),
+  ``<target>/.modelctl/verified/<asset>/<path>.json`` in a tree (paths, not digests, are
+  unique there: two assets may hold the same content in two files).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
+from modelctl.errors import StorageError
 from modelctl.paths import safe_join
 from modelctl.types import FileRef
+
+META_DIR: Final = ".modelctl"
 
 
 def repo_folder_name(repo_id: str, repo_type: str) -> str:
@@ -37,6 +54,26 @@ class Store(Protocol):
         """Where the bytes are written (a blob in the HF cache, the file itself in a tree)."""
         ...
 
+    def partial_path(self, ref: FileRef) -> Path:
+        """Where an unfinished download waits to be resumed (same folder as the content)."""
+        ...
+
+    def lock_path(self, ref: FileRef) -> Path:
+        """The lock file serializing writers of this content."""
+        ...
+
+    def record_path(self, ref: FileRef) -> Path:
+        """The verification record of this content."""
+        ...
+
+    def link(self, ref: FileRef) -> None:
+        """Make the final path name the (complete, verified) content."""
+        ...
+
+    def set_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
+        """Record that ``revision`` (a branch or tag) was locked at ``commit``."""
+        ...
+
 
 @dataclass(frozen=True)
 class HfCacheStore:
@@ -52,6 +89,44 @@ class HfCacheStore:
     def content_path(self, ref: FileRef) -> Path:
         return self.repo_dir(ref) / "blobs" / ref.digest.hex
 
+    def partial_path(self, ref: FileRef) -> Path:
+        return self.repo_dir(ref) / "blobs" / f"{ref.digest.hex}.incomplete"
+
+    def lock_path(self, ref: FileRef) -> Path:
+        folder = repo_folder_name(ref.repo_id, ref.repo_type)
+        return self.root / ".locks" / folder / f"{ref.digest.hex}.lock"
+
+    def record_path(self, ref: FileRef) -> Path:
+        name = f"{ref.digest.algorithm}-{ref.digest.hex}.json"
+        return self.repo_dir(ref) / META_DIR / "verified" / name
+
+    def link(self, ref: FileRef) -> None:
+        """A relative symlink ``snapshots/<commit>/<path> -> ../../blobs/<etag>``, as
+        huggingface_hub makes it, swapped in atomically when missing or different."""
+        final = self.final_path(ref)
+        rel = os.path.relpath(self.content_path(ref), final.parent)
+        try:
+            if os.readlink(final) == rel:
+                return
+        except OSError:
+            pass  # missing, or not a symlink: (re)create it below
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.modelctl-link"
+            os.symlink(rel, tmp)
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the snapshot link: {exc.strerror}", where=str(final)
+            ) from exc
+
+    def set_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
+        if revision == commit:
+            return
+        repo = self.root / repo_folder_name(repo_id, repo_type)
+        path = safe_join(repo / "refs", revision, where=f"{repo_id}@{revision}")
+        write_small_file(path, commit)
+
 
 @dataclass(frozen=True)
 class TargetStore:
@@ -62,6 +137,44 @@ class TargetStore:
 
     def content_path(self, ref: FileRef) -> Path:
         return self.final_path(ref)
+
+    def partial_path(self, ref: FileRef) -> Path:
+        final = self.final_path(ref)
+        return final.with_name(f".{final.name}.modelctl-partial")
+
+    def lock_path(self, ref: FileRef) -> Path:
+        return self._meta(ref, "locks", ".lock")
+
+    def record_path(self, ref: FileRef) -> Path:
+        return self._meta(ref, "verified", ".json")
+
+    def _meta(self, ref: FileRef, kind: str, suffix: str) -> Path:
+        where = f"{ref.asset}:{ref.path}"
+        path = safe_join(self.root / META_DIR / kind / ref.asset, ref.path, where=where)
+        return path.with_name(path.name + suffix)
+
+    def link(self, ref: FileRef) -> None:
+        return None  # the content is written at its final path
+
+    def set_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
+        return None  # a plain tree has no notion of revisions
+
+
+def write_small_file(path: Path, text: str) -> None:
+    """Write ``text`` atomically, and only when it differs from what is there."""
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise StorageError(f"cannot write {path.name}: {exc.strerror}", where=str(path)) from exc
 
 
 def looks_present(store: Store, ref: FileRef) -> bool:

@@ -38,13 +38,15 @@ def demo_project(tmp_path: Path, hub_root: Path, hf_env: Path) -> Path:
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> int:
     code = main(list(args))
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 0, err
     return code
 
 
 def test_lock_sync_then_load_every_model_offline(
-    demo_project: Path, hf_env: Path, capsys: pytest.CaptureFixture[str],
+    demo_project: Path,
+    hf_env: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run(capsys, "lock", "-m", str(demo_project))

@@ -41,14 +41,27 @@ def data(seed: int, n: int) -> bytes:
 
 
 @pytest.fixture
-def synced(tmp_path: Path, hf_env: Path, hub_root: Path, local_hub: LocalHub,
-           capsys: pytest.CaptureFixture[str]) -> Path:
+def synced(
+    tmp_path: Path,
+    hf_env: Path,
+    hub_root: Path,
+    local_hub: LocalHub,
+    capsys: pytest.CaptureFixture[str],
+) -> Path:
     """A lock, and every locked file put into the HF cache by huggingface_hub itself."""
     write_repo(hub_root, "org/tiny-GGUF", {"tiny.gguf": data(1, 2000)}, lfs_patterns=("*.gguf",))
     write_repo(hub_root, "org/tiny", {"tokenizer.json": b"{}", "tokenizer_config.json": b"{}"})
-    write_repo(hub_root, "org/kokoro", {"onnx/model_quantized.onnx": data(2, 3000), "tokenizer.json": b"{}",
-                                        "voices/v1.bin": data(3, 1024), "voices/v2.bin": data(4, 1024)},
-               lfs_patterns=("*.onnx", "*.bin"))
+    write_repo(
+        hub_root,
+        "org/kokoro",
+        {
+            "onnx/model_quantized.onnx": data(2, 3000),
+            "tokenizer.json": b"{}",
+            "voices/v1.bin": data(3, 1024),
+            "voices/v2.bin": data(4, 1024),
+        },
+        lfs_patterns=("*.onnx", "*.bin"),
+    )
     write_repo(hub_root, "org/vad", {"x.onnx": data(5, 500)}, lfs_patterns=("*.onnx",))
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text(MANIFEST)
@@ -56,13 +69,15 @@ def synced(tmp_path: Path, hf_env: Path, hub_root: Path, local_hub: LocalHub,
     capsys.readouterr()
     lock = open_lock(tmp_path / "modelctl.lock", verify="none").lock
     for ref in lock.files():
-        hf.hf_hub_download(ref.repo_id, ref.path, revision=ref.commit, endpoint=local_hub.url,
-                           cache_dir=hf_env)
+        hf.hf_hub_download(
+            ref.repo_id, ref.path, revision=ref.commit, endpoint=local_hub.url, cache_dir=hf_env
+        )
     return tmp_path / "modelctl.lock"
 
 
-def test_typed_accessors_give_the_locked_cached_files(synced: Path, hf_env: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_typed_accessors_give_the_locked_cached_files(
+    synced: Path, hf_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # any network use would fail
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     models = open_lock(synced, verify="full")

@@ -1,0 +1,188 @@
+"""Commands: sync and verify."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+import click
+
+from modelctl import lockfile, ops
+from modelctl.cli.format import human_bytes
+from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
+from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
+from modelctl.errors import InputError, StaleLockError
+from modelctl.fetch import default_transport
+from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
+from modelctl.settings import Settings
+from modelctl.sync import sync
+from modelctl.types import Lock
+from modelctl.verify import verify
+
+
+class _Recorder:
+    """Keeps the SyncFinished event for the summary line, passing everything on."""
+
+    def __init__(self, inner: ProgressListener) -> None:
+        self.inner = inner
+        self.finished: SyncFinished | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, SyncFinished):
+            self.finished = event
+        self.inner.on_event(event)
+
+
+def find_lockfile(manifest_path: Path | None, lockfile_path: Path | None) -> Path:
+    """For --frozen and verify (no manifest read): --lockfile, else the manifest's .lock,
+    else $MODELCTL_LOCK, else the lock beside $MODELCTL_MANIFEST, else modelctl.lock here
+    or above."""
+    if lockfile_path is not None:
+        return lockfile_path
+    if manifest_path is not None:
+        return lockfile.lock_path_for(manifest_path)
+    if os.environ.get("MODELCTL_LOCK"):
+        return Path(os.environ["MODELCTL_LOCK"])
+    if os.environ.get("MODELCTL_MANIFEST"):
+        return lockfile.lock_path_for(Path(os.environ["MODELCTL_MANIFEST"]))
+    found = ops.find_upwards(ops.LOCK_NAME, Path.cwd())
+    if found is None:
+        raise InputError(
+            f"no {ops.LOCK_NAME} found in {Path.cwd()} or any parent folder",
+            hint="pass --lockfile PATH, or run `modelctl lock` first",
+        )
+    return found
+
+
+def _lock_for_sync(
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    *,
+    locked: bool,
+    frozen: bool,
+    offline: bool,
+) -> tuple[Lock, Settings]:
+    """The lock to sync, like uv: --frozen reads only the lockfile; --locked fails on a
+    stale lock; otherwise a missing or stale lock is re-locked first (and we say so)."""
+    if frozen:
+        path = find_lockfile(manifest_path, lockfile_path)
+        if not path.exists():
+            raise InputError(
+                "--frozen needs a lockfile, and there is none",
+                where=str(path),
+                hint="run `modelctl lock` first",
+            )
+        return lockfile.load(path), settings_for(None, offline=offline)
+    project = load_project(manifest_path, lockfile_path)
+    manifest = ops.read_manifest(project)
+    settings = settings_for(manifest.endpoint, offline=offline)
+    if locked:
+        return ops.check(project, manifest), settings
+    try:
+        return ops.check(project, manifest), settings
+    except StaleLockError as exc:
+        click.echo(f"note: {exc.message}; locking first (`modelctl lock`)", err=True)
+        result = ops.lock(project, manifest, ops.make_client(settings))
+        click.echo(f"note: wrote {project.lock_path}", err=True)
+        return result.lock, settings
+
+
+def _listener(as_json: bool, quiet: bool) -> ProgressListener:
+    if as_json:
+        return JsonProgress(sys.stdout)
+    if quiet:
+        return NullProgress()
+    if sys.stderr.isatty():
+        return TtyProgress(sys.stderr)
+    return PlainProgress(sys.stderr)
+
+
+@cli.command("sync", epilog=EPILOG)
+@project_options
+@click.option(
+    "--target",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="MODELCTL_TARGET",
+    help="Write a plain tree DIR/<asset>/<path> (real files) instead of the HF cache. "
+    "[env: MODELCTL_TARGET]",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1, max=64),
+    help="Parallel downloads. Default: min(8, files to download).",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Never open a connection (also HF_HUB_OFFLINE=1): fail naming any missing file.",
+)
+@click.option("--locked", is_flag=True, help="Fail (exit 1) if the lock is stale; never re-lock.")
+@click.option(
+    "--frozen", is_flag=True, help="Use the lockfile as it is, without reading the manifest."
+)
+@click.option("--json", "as_json", is_flag=True, help="Write progress as NDJSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary line.")
+def sync_cmd(
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    target: Path | None,
+    jobs: int | None,
+    offline: bool,
+    locked: bool,
+    frozen: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Download exactly the locked files, verified, into the HF cache (or --target).
+
+    Every byte is checked against the lock's digest while it streams; files appear only
+    complete. Interrupted downloads resume. When everything is present, no request is
+    made. Without --locked/--frozen, a missing or stale lock is re-locked first.
+    """
+    if locked and frozen:
+        raise click.UsageError("--locked and --frozen exclude each other")
+    lock, settings = _lock_for_sync(
+        manifest_path, lockfile_path, locked=locked, frozen=frozen, offline=offline
+    )
+    store = ops.make_store(settings, target)
+    recorder = _Recorder(_listener(as_json, quiet))
+    # http.client ignores proxy variables: with one set, the huggingface_hub session is used.
+    transport = None if settings.offline else default_transport(urllib.request.getproxies())
+    sync(lock, store, settings, jobs=jobs, listener=recorder, transport=transport)
+    if recorder.finished is not None and not as_json:
+        click.echo(summary_line(recorder.finished), err=True)
+    if not as_json:
+        click.echo(str(store.root))
+
+
+@cli.command("verify", epilog=EPILOG)
+@project_options
+@click.option(
+    "--target",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="MODELCTL_TARGET",
+    help="Verify a `sync --target DIR` tree instead of the HF cache. [env: MODELCTL_TARGET]",
+)
+@click.option(
+    "--full", is_flag=True, help="Hash every file (blake3 if recorded, else the lock's digest)."
+)
+def verify_cmd(
+    manifest_path: Path | None, lockfile_path: Path | None, target: Path | None, full: bool
+) -> None:
+    """Check every locked file on disk: present, right size, right content (exit 1 if not).
+
+    Reads only the lockfile. Without --full, files with a record of an earlier verified
+    download are trusted when unchanged (size, mtime, inode); others are hashed.
+    """
+    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
+    settings = settings_for(None)
+    store = ops.make_store(settings, target)
+    report = verify(lock, store, full=full)
+    size = sum(f.ref.size or 0 for f in report.files)
+    click.echo(
+        f"verified: {len(report.files)} file(s), {human_bytes(size)}, "
+        f"{report.hashed} hashed; in {report.location}"
+    )

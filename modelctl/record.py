@@ -1,0 +1,186 @@
+"""Local records of verified files: one small JSON file per stored file.
+
+A record says "the file with this size, mtime and inode was checked against the locked
+digest", so a later sync or verify can trust it without reading the content. It may also
+hold the file's blake3, computed in the same pass as the locked digest (during the
+download if asked, else the first time the file is hashed again), so later ``verify
+--full`` runs re-check the content at blake3 speed. The lock's digest stays the
+authority: a record is written only after the locked digest matched, and it names it.
+
+Records are written atomically (temp file + ``os.replace``) and each file has its own, so
+concurrent processes never contend; an unreadable or foreign record is ignored (the file
+is then hashed again), since a record is a cache and never a source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from modelctl.digest import Digest, Hasher, new_hasher
+from modelctl.errors import StorageError
+
+RECORD_VERSION: Final = 1
+HASH_CHUNK: Final = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What cheaply identifies one version of a file on disk."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
+class Record:
+    digest: Digest  # the locked digest the content matched
+    stamp: FileStamp
+    blake3: Digest | None
+
+    def vouches_for(self, digest: Digest, stamp: FileStamp) -> bool:
+        """True when this record covers exactly this file version and this locked digest."""
+        return self.digest == digest and self.stamp == stamp
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": RECORD_VERSION,
+            "digest": str(self.digest),
+            "size": self.stamp.size,
+            "mtime_ns": self.stamp.mtime_ns,
+            "inode": self.stamp.inode,
+            "blake3": str(self.blake3) if self.blake3 else None,
+        }
+
+
+def read_record(path: Path) -> Record | None:
+    """The record at ``path``, or None if there is none or it cannot be understood."""
+    try:
+        data = json.loads(path.read_bytes())
+        if data.get("version") != RECORD_VERSION:
+            return None
+        blake3 = Digest.parse(data["blake3"]) if data.get("blake3") else None
+        stamp = FileStamp(int(data["size"]), int(data["mtime_ns"]), int(data["inode"]))
+        return Record(Digest.parse(data["digest"]), stamp, blake3)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        # A damaged record only costs one re-hash: treat it as absent.
+        return None
+
+
+def write_record(path: Path, record: Record) -> None:
+    """Write atomically: concurrent writers of the same record each replace it whole."""
+    data = json.dumps(record.to_json(), sort_keys=True).encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        # 0o666 minus the umask (mkstemp's 0o600 would hide records from a shared cache's group).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write a verification record: {exc.strerror}", where=str(path)
+        ) from exc
+
+
+def drop_record(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot remove a stale verification record: {exc.strerror}", where=str(path)
+        ) from exc
+
+
+def hash_file(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Digest]:
+    """Hash ``path`` once with several algorithms (``size`` is needed for gitsha1).
+
+    Raises OSError: callers decide whether a read failure means "missing" or "storage".
+    """
+    hashers: dict[str, Hasher] = {a: new_hasher(a, size) for a in dict.fromkeys(algorithms)}
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            for h in hashers.values():
+                h.update(view[:n])
+    return {a: Digest(a, h.hexdigest()) for a, h in hashers.items()}
+
+
+@dataclass(frozen=True)
+class LocalCheck:
+    """What is on disk for one locked file, compared with the lock."""
+
+    status: str  # "ok", "missing", "wrong-size", "wrong-content"
+    how: str  # "record" (trusted), "blake3" or the lock's algorithm (hashed now), or ""
+    actual: str | None = None  # the size or digest found, for messages
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def check_local(
+    path: Path, digest: Digest, size: int | None, record_path: Path, *, full: bool = False
+) -> LocalCheck:
+    """Is ``path`` the locked content? Cheap when a record vouches for it.
+
+    - no file, or another size: not ok (no hashing);
+    - a record for this digest and this exact size/mtime/inode: ok, unless ``full``;
+    - a record with a blake3, and the file changed or ``full``: blake3 compared;
+    - no usable record: the lock's own digest computed (with blake3, for the record).
+
+    A successful hash writes a fresh record. Raises StorageError if the file cannot be
+    read for another reason than being absent.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return LocalCheck("missing", "")
+    except OSError as exc:
+        raise StorageError(f"cannot read {path.name}: {exc.strerror}", where=str(path)) from exc
+    if size is not None and st.st_size != size:
+        return LocalCheck("wrong-size", "", f"{st.st_size} bytes")
+    stamp = FileStamp.of(st)
+    record = read_record(record_path)
+    if record is not None and record.digest == digest:
+        if record.stamp == stamp and not full:
+            return LocalCheck("ok", "record")
+        if record.blake3 is not None:
+            actual = _hash(path, ("blake3",), st.st_size)["blake3"]
+            if actual != record.blake3:
+                return LocalCheck("wrong-content", "blake3", str(actual))
+            if record.stamp != stamp:
+                write_record(record_path, Record(digest, stamp, record.blake3))
+            return LocalCheck("ok", "blake3")
+    found = _hash(path, (digest.algorithm, "blake3"), st.st_size)
+    if found[digest.algorithm] != digest:
+        if record is not None:
+            drop_record(record_path)
+        return LocalCheck("wrong-content", digest.algorithm, str(found[digest.algorithm]))
+    write_record(record_path, Record(digest, stamp, found["blake3"]))
+    return LocalCheck("ok", digest.algorithm)
+
+
+def _hash(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Digest]:
+    try:
+        return hash_file(path, algorithms, size)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path.name}: {exc.strerror}", where=str(path)) from exc
