@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelctl import lockfile
 from modelctl.digest import digest_file
 from modelctl.errors import InputError, VerificationError
+from modelctl.record import FileStamp, read_record
 from modelctl.settings import hf_cache_dir
 from modelctl.store import HfCacheStore, Store, TargetStore
 from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef, Lock
@@ -180,7 +181,8 @@ class LockedModels:
 
     def _check_file(self, ref: FileRef, path: Path, where: str) -> None:
         try:
-            size = path.stat().st_size
+            st = path.stat()
+            size = st.st_size
         except OSError as exc:
             raise NotSyncedError(
                 "locked file is not on disk",
@@ -197,6 +199,8 @@ class LockedModels:
                 actual=f"{size} bytes at {path}",
                 hint="run `modelctl sync` to repair it",
             )
+        if self.verify == "fast":
+            self._check_record(ref, FileStamp.of(st), path, where)
         if self.verify == "full":
             actual = digest_file(path, ref.digest.algorithm)
             if actual != ref.digest:
@@ -207,6 +211,25 @@ class LockedModels:
                     actual=f"{actual} at {path}",
                     hint="run `modelctl sync` to replace it",
                 )
+
+    def _check_record(self, ref: FileRef, stamp: FileStamp, path: Path, where: str) -> None:
+        """Refuse a file changed in place after sync verified it (same inode, new mtime).
+
+        A file without a record, or a copy of one (another inode: ``COPY --from`` in a
+        Docker build), passes on its size: fast mode never reads content, and never writes
+        (the runtime may run on a read-only file system). ``verify="full"`` hashes.
+        """
+        record = read_record(self.store.record_path(ref))
+        if record is None or record.digest != ref.digest or record.stamp.inode != stamp.inode:
+            return
+        if record.stamp != stamp:
+            raise NotSyncedError(
+                "locked file was modified after `modelctl sync` verified it",
+                where=where,
+                expected=f"size {record.stamp.size}, mtime_ns {record.stamp.mtime_ns}",
+                actual=f"size {stamp.size}, mtime_ns {stamp.mtime_ns} at {path}",
+                hint="run `modelctl verify --full` to check it, or `modelctl sync` to repair it",
+            )
 
     # -- loaders (runtimes imported lazily) ------------------------------------------
     def load_llama(self, asset: str, **kwargs: Any) -> Any:
