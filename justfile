@@ -49,3 +49,4 @@ demo: setup
 # Benchmarks: sync vs snapshot_download vs curl; runtime path resolution.
 bench: setup
     {{py}} -m benchmarks.bench_sync
+    {{py}} -m benchmarks.bench_runtime

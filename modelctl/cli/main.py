@@ -18,7 +18,8 @@ from modelctl.settings import Settings, from_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+# "\b" keeps click from re-wrapping the table into one paragraph.
+EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
 def project_options(func: F) -> F:
