@@ -19,7 +19,9 @@ from modelctl.settings import Settings, from_env
 F = TypeVar("F", bound=Callable[..., Any])
 
 # "\b" keeps click from re-wrapping the table into one paragraph.
-EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+EPILOG = "\b\nExit codes:\n" + "\n".join(
+    f"  {code:>3}  {text}" for code, text in EXIT_CODES.items()
+)
 
 
 def project_options(func: F) -> F:
