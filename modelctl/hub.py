@@ -23,6 +23,7 @@ from modelctl.errors import (
     ResolveError,
 )
 from modelctl.types import RepoType
+from modelctl.types import repo_where as where
 
 # What huggingface_hub and its HTTP client raise for Hub and network failures.
 HUB_ERRORS: tuple[type[BaseException], ...] = (
@@ -61,11 +62,6 @@ class HubClient(Protocol):
     ) -> RemoteFile:
         """Fallback when the listing lacks sizes or digests: one HEAD for one file."""
         ...
-
-
-def where(repo_id: str, repo_type: str, revision: str, path: str | None = None) -> str:
-    prefix = "" if repo_type == "model" else f"{repo_type}s/"
-    return f"{prefix}{repo_id}@{revision}" + (f":{path}" if path is not None else "")
 
 
 class HfHubClient:

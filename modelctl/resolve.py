@@ -10,7 +10,7 @@ from collections.abc import Collection
 from fnmatch import fnmatchcase
 
 from modelctl.errors import ResolveError
-from modelctl.hub import HubClient, RemoteFile, RepoSnapshot, where
+from modelctl.hub import HubClient, RemoteFile, RepoSnapshot
 from modelctl.lockfile import LOCK_VERSION
 from modelctl.paths import check_relpath
 from modelctl.types import (
@@ -23,6 +23,7 @@ from modelctl.types import (
     Manifest,
     Source,
 )
+from modelctl.types import repo_where as where
 
 SourceKey = tuple[str, str, str]  # (repo_type, repo_id, revision)
 

@@ -26,6 +26,12 @@ ROLE_VOICE = "voice"
 _GLOB_CHARS = frozenset("*?[")
 
 
+def repo_where(repo_id: str, repo_type: str, revision: str, path: str | None = None) -> str:
+    """How errors name a place on the Hub: ``[datasets/]org/name@revision[:path]``."""
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    return f"{prefix}{repo_id}@{revision}" + (f":{path}" if path is not None else "")
+
+
 def canonical_json(value: Any) -> str:
     """The one JSON form hashed anywhere: sorted keys, no whitespace, UTF-8 kept."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -59,10 +65,6 @@ class Source:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.repo_type, self.repo_id, self.revision)
-
-    def where(self) -> str:
-        prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
-        return f"{prefix}{self.repo_id}@{self.revision}"
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,6 @@ class LockedSource:
     def key(self) -> tuple[str, str, str]:
         return (self.repo_type, self.repo_id, self.revision)
 
-    def where(self, path: str | None = None) -> str:
-        prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
-        tail = f":{path}" if path is not None else ""
-        return f"{prefix}{self.repo_id}@{self.commit}{tail}"
-
 
 @dataclass(frozen=True)
 class LockedAsset:
@@ -160,6 +157,9 @@ class FileRef(NamedTuple):
     size: int | None
     digest: Digest
     role: str
+
+    def where(self) -> str:
+        return repo_where(self.repo_id, self.repo_type, self.commit, self.path)
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ class LockedModels:
         if done is not None:
             return done
         path = self.store.final_path(ref)
-        where = f"{ref.asset}: {ref.repo_id}@{ref.commit}:{ref.path}"
+        where = f"{ref.asset}: {ref.where()}"
         if self.verify != "none":
             self._check_file(ref, path, where)
         self._verified[ref] = path
