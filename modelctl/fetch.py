@@ -3,15 +3,17 @@
 The steps for one file, all under its lock file (see :mod:`modelctl.filelock`):
 
 1. Another process may have finished it while we waited: check again, cheaply.
-2. Open the deterministic partial file. Its bytes are hashed first (resume), then the
-   rest is asked for with ``Range: bytes=N-``. A 200 answer means "from zero"; a 206
-   must carry a matching ``Content-Range``.
+2. Open the deterministic partial file (never through a symlink or a hard link). Its
+   bytes are hashed first (resume), then the rest is asked for with ``Range: bytes=N-``
+   (nothing, if a killed run had written them all). A 200 answer means "from zero"; a
+   206 must carry a matching ``Content-Range``.
 3. Every byte is hashed with the locked algorithm as it is written (blake3 too, for the
    local record, only if asked: see ``FetchContext.record_blake3``). More bytes than the
    locked size, or a Content-Length / Content-Range total that disagrees with it, stop
    the transfer at once.
-4. A dropped connection or a 429/5xx answer is retried from where it stopped, with
-   backoff (``Retry-After`` honoured, capped). A digest or size mismatch deletes the
+4. A dropped connection, a 408/429/5xx answer, or a refusal (401/403/404) from the
+   storage the Hub redirected to is retried from where it stopped, with backoff
+   (``Retry-After`` honoured, capped). A digest or size mismatch deletes the
    partial file and starts once more from zero; a second mismatch is an IntegrityError.
 5. Only complete, verified content is renamed (``os.replace``) to its final path; then
    the record and (HF cache) the snapshot symlink are written.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import errno
 import http.client
 import os
 import re
@@ -50,16 +53,16 @@ from modelctl.digest import Digest, Hasher, new_hasher
 from modelctl.errors import (
     AuthError,
     IntegrityError,
-    ModelctlError,
     NetworkError,
     ResolveError,
-    StorageError,
+    UnsafePathError,
 )
 from modelctl.filelock import Cancelled, exclusive
+from modelctl.paths import storage_error
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
 from modelctl.record import FileStamp, Record, check_local, write_record
-from modelctl.store import Store
+from modelctl.store import Store, check_writable
 from modelctl.types import FileRef
 
 MiB: Final = 1024 * 1024
@@ -75,6 +78,7 @@ _CONTENT_RANGE: Final = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 class Response(Protocol):
     status: int
+    redirected: bool  # the answer comes from where the Hub redirected (its file storage)
 
     def header(self, name: str) -> str | None: ...
 
@@ -101,10 +105,13 @@ class Timeouts:
 
 
 class _StdlibResponse:
-    def __init__(self, resp: http.client.HTTPResponse, release: Callable[[bool], None]) -> None:
+    def __init__(
+        self, resp: http.client.HTTPResponse, release: Callable[[bool], None], redirected: bool
+    ) -> None:
         self._resp = resp
         self._release = release
         self.status = resp.status
+        self.redirected = redirected
 
     def header(self, name: str) -> str | None:
         return self._resp.getheader(name)
@@ -165,7 +172,7 @@ class StdlibTransport:
 
     def get(self, url: str, headers: Mapping[str, str]) -> Response:
         hdrs = {**headers, "Accept-Encoding": "identity"}
-        for _ in range(MAX_REDIRECTS + 1):
+        for hops in range(MAX_REDIRECTS + 1):
             origin = _origin(url)
             resp, conn = self._send(origin, url, hdrs)
             location = resp.getheader("Location")
@@ -179,7 +186,7 @@ class StdlibTransport:
                     hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
                 continue
 
-            return _StdlibResponse(resp, self._releaser(origin, conn))
+            return _StdlibResponse(resp, self._releaser(origin, conn), redirected=hops > 0)
         raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
 
     def _releaser(
@@ -238,6 +245,7 @@ class _HttpxResponse:
         self._chunks: Iterator[bytes] = resp.iter_raw()
         self._left = memoryview(b"")
         self.status = resp.status_code
+        self.redirected = bool(resp.history)
 
     def header(self, name: str) -> str | None:
         return self._resp.headers.get(name)
@@ -341,6 +349,9 @@ def fetch_file(
 ) -> FetchOutcome:
     """Make ``pf`` present and verified in ``store``; raise a modelctl error if not."""
     ref = pf.ref
+    # sync checked every path before it began; checked again right before this file's
+    # first write, so a symlink planted meanwhile is refused too.
+    check_writable(store, (ref,))
     with exclusive(store.lock_path(ref), ctx.cancel):
         content = store.content_path(ref)
         check = check_local(content, ref.digest, ref.size, store.record_path(ref))
@@ -432,6 +443,10 @@ class _Download:
 
     def _transfer(self) -> None:
         """Get the rest of the file, retrying transient failures from where it stopped."""
+        if self.size is not None and self.offset == self.size:
+            # An earlier run wrote every byte but was stopped before the rename: asking
+            # for `bytes=<size>-` would get a 416 and a download from zero. Verify it.
+            return
         failures = 0
         while True:
             before = self.offset
@@ -485,6 +500,11 @@ class _Download:
         status = resp.status
         if status in RETRY_STATUSES:
             raise _Transient(f"HTTP {status}", _retry_after(resp.header("Retry-After")))
+        if resp.redirected and status in (401, 403, 404):
+            # The Hub accepted the request and sent us to its file storage (a CDN, with a
+            # signed URL): a refusal there is no verdict on the lock or the token, and the
+            # next attempt gets a fresh URL from the Hub.
+            raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
         if status in (401, 403):
             raise AuthError(
                 f"the Hub refused the download (HTTP {status})",
@@ -568,9 +588,7 @@ class _Download:
     def _open_partial(self) -> None:
         try:
             self.partial.parent.mkdir(parents=True, exist_ok=True)
-            # 0o666 minus the umask, as for any file the user creates: a shared cache
-            # stays readable by the group (mkstemp would make it private).
-            self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o666)
+            self.fd = _open_partial_file(self.partial)
             have = os.fstat(self.fd).st_size
             if self.size is None or have > self.size:
                 os.ftruncate(self.fd, 0)
@@ -579,7 +597,15 @@ class _Download:
             self._hash_prefix(have)
         except OSError as exc:
             self._close()
-            raise _storage("cannot use the partial download", self.partial, exc) from exc
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    "the partial download is a symlink: refusing to write through it",
+                    where=str(self.partial),
+                    expected="a regular file, or nothing",
+                    actual="a symlink",
+                    hint="remove it; modelctl creates it again",
+                ) from exc
+            raise storage_error("cannot use the partial download", self.partial, exc) from exc
 
     def _hash_prefix(self, have: int) -> None:
         """Resume: the bytes already there are hashed before the rest is asked for."""
@@ -607,7 +633,7 @@ class _Download:
                 view = view[n:]
         except OSError as exc:
             self._keep_valid_prefix()
-            raise _storage("cannot write the download", self.partial, exc) from exc
+            raise storage_error("cannot write the download", self.partial, exc) from exc
         self.offset += len(data)
 
     def _keep_valid_prefix(self) -> None:
@@ -624,7 +650,7 @@ class _Download:
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
         except OSError as exc:
-            raise _storage("cannot reset the partial download", self.partial, exc) from exc
+            raise storage_error("cannot reset the partial download", self.partial, exc) from exc
         self.offset = 0
         self.size = self.ref.size
         self.hashers = self._new_hashers() if self.size is not None else {}
@@ -658,7 +684,7 @@ class _Download:
             os.replace(self.partial, content)
             stamp = FileStamp.of(content.stat())
         except OSError as exc:
-            raise _storage("cannot move the download into place", content, exc) from exc
+            raise storage_error("cannot move the download into place", content, exc) from exc
         write_record(self.store.record_path(self.ref), Record(digest, stamp, blake3))
 
     def _close(self) -> None:
@@ -671,10 +697,32 @@ class _Download:
         try:
             self.partial.unlink(missing_ok=True)
         except OSError as exc:
-            raise _storage("cannot delete a bad download", self.partial, exc) from exc
+            raise storage_error("cannot delete a bad download", self.partial, exc) from exc
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _open_partial_file(path: Path) -> int:
+    """Open (or create) a partial download, refusing what would write elsewhere."""
+    # O_NOFOLLOW: a symlink planted at this name would make us truncate and write its
+    # target (ELOOP instead). 0o666 minus the umask, as for any file the user creates:
+    # a shared cache stays readable by the group (mkstemp would make it private).
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o666)
+    try:
+        if os.fstat(fd).st_nlink > 1:
+            # A hard link shares the inode with another name, which our writes would
+            # change too: drop this name and start a file of our own.
+            os.close(fd)
+            fd = -1
+            os.unlink(path)
+            fd = os.open(path, flags | os.O_EXCL, 0o666)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    return fd
 
 
 def _abort(resp: Response) -> None:
@@ -708,12 +756,3 @@ def _retry_after(text: str | None) -> float | None:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _storage(message: str, path: Path, exc: OSError) -> ModelctlError:
-    hint = None
-    if exc.errno == 28:  # ENOSPC
-        hint = "free some disk space and run `modelctl sync` again: it resumes"
-    elif exc.errno in (13, 30):  # EACCES, EROFS
-        hint = "check the permissions of the folder, or pass --target DIR"
-    return StorageError(f"{message}: {exc.strerror or exc}", where=str(path), hint=hint)

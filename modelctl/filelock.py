@@ -15,6 +15,7 @@ worker that waits for another process.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -24,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from modelctl.errors import StorageError
+from modelctl.errors import StorageError, UnsafePathError
+from modelctl.paths import storage_error
 
 POLL_S: Final = 0.05
 
@@ -41,9 +43,18 @@ def exclusive(path: Path, cancel: threading.Event | None = None) -> Iterator[Non
     """Hold an exclusive lock on ``path`` (created 0o664, so a shared cache's group can wait)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+        # O_NOFOLLOW: through a symlink, O_CREAT would create its target wherever it points.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
     except OSError as exc:
-        raise StorageError(f"cannot create a lock file: {exc.strerror}", where=str(path)) from exc
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(
+                "the lock file is a symlink: refusing to open it",
+                where=str(path),
+                expected="a regular file, or nothing",
+                actual="a symlink",
+                hint="remove it; modelctl creates it again",
+            ) from exc
+        raise storage_error("cannot create a lock file", path, exc) from exc
     try:
         while True:
             try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path, PurePosixPath
 
-from modelctl.errors import InputError, UnsafePathError
+from modelctl.errors import InputError, StorageError, UnsafePathError
 
 
 def check_relpath(path: str, *, where: str, error: type[InputError] = UnsafePathError) -> str:
@@ -42,3 +45,57 @@ def safe_join(root: Path, relpath: str, *, where: str) -> Path:
     """``root / relpath`` after checking that it cannot escape ``root``."""
     check_relpath(relpath, where=where)
     return root.joinpath(*PurePosixPath(relpath).parts)
+
+
+def refuse_symlinks(root: Path, path: Path, *, seen: set[Path] | None = None) -> None:
+    """Refuse a symlink anywhere from below ``root`` down to ``path`` (itself included).
+
+    ``path`` must be lexically inside ``root`` (as :func:`safe_join` makes it); ``root``
+    itself may be a symlink (the user named it). Parts that do not exist yet are fine: they
+    will be created as real folders and files. ``seen`` remembers parts already found to
+    be real folders, so checking many files costs one ``lstat`` per folder.
+    """
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if seen is not None and current in seen:
+            continue
+        try:
+            st = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing below exists yet (a file in a folder's place fails on mkdir)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot inspect {current.name}: {exc.strerror}", where=str(current)
+            ) from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePathError(
+                "a symlink inside the target folder: modelctl writes only real folders and "
+                "files there, so that nothing lands outside it and no two locked files share "
+                "one inode",
+                where=str(current),
+                expected=f"a real folder or file below {root}",
+                actual=f"a symlink to {_link_target(current)}",
+                hint="remove the symlink (or sync into another --target folder); the target "
+                "folder itself may be a symlink",
+            )
+        if seen is not None and stat.S_ISDIR(st.st_mode):
+            seen.add(current)
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as exc:  # raced away or unreadable: the refusal stands without it
+        return f"? ({exc.strerror})"
+
+
+def storage_error(message: str, path: Path, exc: OSError) -> StorageError:
+    """``message: <reason>`` at ``path``, with what to do about the usual causes: every
+    write of a sync (download, record, link, lock file) fails with the same advice."""
+    hint = None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some disk space and run `modelctl sync` again: it resumes"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "check the permissions of the folder, or pass --target DIR"
+    return StorageError(f"{message}: {exc.strerror or exc}", where=str(path), hint=hint)

@@ -24,6 +24,7 @@ from typing import Final
 
 from modelctl.digest import Digest, Hasher, new_hasher
 from modelctl.errors import StorageError
+from modelctl.paths import storage_error
 
 RECORD_VERSION: Final = 1
 HASH_CHUNK: Final = 8 * 1024 * 1024
@@ -95,18 +96,14 @@ def write_record(path: Path, record: Record) -> None:
             tmp.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise StorageError(
-            f"cannot write a verification record: {exc.strerror}", where=str(path)
-        ) from exc
+        raise storage_error("cannot write a verification record", path, exc) from exc
 
 
 def drop_record(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
-        raise StorageError(
-            f"cannot remove a stale verification record: {exc.strerror}", where=str(path)
-        ) from exc
+        raise storage_error("cannot remove a stale verification record", path, exc) from exc
 
 
 def hash_file(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Digest]:

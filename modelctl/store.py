@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-from modelctl.errors import StorageError
-from modelctl.paths import safe_join
+from modelctl.paths import refuse_symlinks, safe_join, storage_error
 from modelctl.types import FileRef
 
 META_DIR: Final = ".modelctl"
@@ -112,13 +111,22 @@ class HfCacheStore:
             pass  # missing, or not a symlink: (re)create it below
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # The usual case, a missing link, needs no temporary name: a process
+                # killed here leaves no stray link in the snapshot for other tools to list.
+                os.symlink(rel, final)
+                return
+            except FileExistsError:
+                pass  # a wrong entry, or one just made by another process: swap in below
             tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.modelctl-link"
             os.symlink(rel, tmp)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
         except OSError as exc:
-            raise StorageError(
-                f"cannot create the snapshot link: {exc.strerror}", where=str(final)
-            ) from exc
+            raise storage_error("cannot create the snapshot link", final, exc) from exc
 
     def set_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
         if revision == commit:
@@ -156,8 +164,33 @@ class TargetStore:
     def link(self, ref: FileRef) -> None:
         return None  # the content is written at its final path
 
+    def check_paths(self, refs: Iterable[FileRef]) -> None:
+        """Refuse (UnsafePathError) a symlink on the way to any file written for ``refs``:
+        the file, its partial download, its lock and its record."""
+        seen: set[Path] = set()
+        for ref in refs:
+            for path in (
+                self.final_path(ref),
+                self.partial_path(ref),
+                self.lock_path(ref),
+                self.record_path(ref),
+            ):
+                refuse_symlinks(self.root, path, seen=seen)
+
     def set_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
         return None  # a plain tree has no notion of revisions
+
+
+def check_writable(store: Store, refs: Iterable[FileRef]) -> None:
+    """Before anything is written for ``refs``: refuse symlinks in a ``--target`` tree.
+
+    A symlink there could send writes outside the tree, or make two locked files (each
+    under its own lock) share one partial file. The HF cache is exempt: its snapshot
+    entries are symlinks by design, and a cache folder linked to a bigger disk is common;
+    its partial and lock files are opened with O_NOFOLLOW instead.
+    """
+    if isinstance(store, TargetStore):
+        store.check_paths(refs)
 
 
 def write_small_file(path: Path, text: str) -> None:
@@ -174,7 +207,7 @@ def write_small_file(path: Path, text: str) -> None:
             tmp.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise StorageError(f"cannot write {path.name}: {exc.strerror}", where=str(path)) from exc
+        raise storage_error(f"cannot write {path.name}", path, exc) from exc
 
 
 def looks_present(store: Store, ref: FileRef) -> bool:

@@ -1,5 +1,7 @@
 """Sync: make the machine hold every file of a lock, byte-exact, and change nothing else.
 
+0. Refuse a --target tree with a symlink on the way to any file it would write
+   (:func:`modelctl.store.check_writable`), before anything is written.
 1. Inspect (local only): a file is present when its content exists with the locked size
    and a record vouches for it; present without a record (placed by another tool), it is
    hashed once against the locked digest and recorded. No request is made when every
@@ -28,7 +30,7 @@ from modelctl.plan import DownloadPlan, PlannedFile, plan_lock
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
 from modelctl.record import check_local
 from modelctl.settings import Settings
-from modelctl.store import Store
+from modelctl.store import Store, check_writable
 from modelctl.types import FileRef, Lock
 
 DEFAULT_MAX_JOBS: Final = 8
@@ -69,6 +71,7 @@ def sync(
     cancel = cancel if cancel is not None else threading.Event()
     refs = list(dict.fromkeys(lock.files()))
     location = str(store.root)
+    check_writable(store, refs)  # before anything is written (inspect writes records)
     present = inspect(store, refs, jobs or DEFAULT_MAX_JOBS, cancel)
     plan = plan_lock(lock, present)
     tracker = ProgressTracker(listener or NullProgress(), plan, location)

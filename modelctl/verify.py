@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modelctl.errors import VerificationError
 from modelctl.record import LocalCheck, check_local
-from modelctl.store import Store
+from modelctl.store import Store, check_writable
 from modelctl.sync import DEFAULT_MAX_JOBS, run_parallel
 from modelctl.types import FileRef, Lock
 
@@ -62,6 +62,8 @@ def check(
 ) -> VerifyReport:
     """Check every locked file; never raises for a bad file (see :func:`verify`)."""
     refs = sorted(dict.fromkeys(lock.files()), key=lambda r: (r.asset, r.repo_id, r.path))
+    # Checking writes records, and a symlink could make it vouch for a file outside the tree.
+    check_writable(store, refs)
 
     def one(ref: FileRef) -> FileCheck:
         path = store.final_path(ref)
