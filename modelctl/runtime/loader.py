@@ -213,15 +213,36 @@ class LockedModels:
                 )
 
     def _check_record(self, ref: FileRef, stamp: FileStamp, path: Path, where: str) -> None:
-        """Refuse a file changed in place after sync verified it (same inode, new mtime).
+        """Refuse what the disk itself says is not the locked content, without reading it.
+
+        - an HF cache snapshot link names its blob by digest: another name means the file
+          was stored for another digest (the lock was edited, or another tool put it there);
+        - a record written by sync for this very file (same inode) names the digest it was
+          verified against and its size/mtime: another digest, or a change since, is refused.
 
         A file without a record, or a copy of one (another inode: ``COPY --from`` in a
         Docker build), passes on its size: fast mode never reads content, and never writes
         (the runtime may run on a read-only file system). ``verify="full"`` hashes.
         """
+        if path.is_symlink() and os.path.basename(os.readlink(path)) != ref.digest.hex:
+            raise NotSyncedError(
+                "the cached file is stored under another digest than the lock's",
+                where=where,
+                expected=str(ref.digest),
+                actual=f"blob {os.path.basename(os.readlink(path))} at {path}",
+                hint="run `modelctl sync` (or check the lockfile: was it edited by hand?)",
+            )
         record = read_record(self.store.record_path(ref))
-        if record is None or record.digest != ref.digest or record.stamp.inode != stamp.inode:
+        if record is None or record.stamp.inode != stamp.inode:
             return
+        if record.digest != ref.digest:
+            raise NotSyncedError(
+                "the file on disk was verified against another digest than the lock's",
+                where=where,
+                expected=str(ref.digest),
+                actual=f"{record.digest} (recorded by sync) at {path}",
+                hint="run `modelctl sync` (or check the lockfile: was it edited by hand?)",
+            )
         if record.stamp != stamp:
             raise NotSyncedError(
                 "locked file was modified after `modelctl sync` verified it",
