@@ -60,6 +60,9 @@ def cli() -> None:
     modelctl plan     show what sync would download
     modelctl sync     download exactly the locked files, verified
     modelctl verify   check the files on disk against the lock
+    modelctl status   what the cache (or --target) holds for the lock
+    modelctl bundle   pack the locked files into one tar for offline machines
+    modelctl gc       list (--delete: remove) what no given lock references
     """
 
 

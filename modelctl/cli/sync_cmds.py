@@ -6,10 +6,12 @@ import os
 import sys
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
 from modelctl import lockfile, ops
+from modelctl.bundle import install_bundle
 from modelctl.cli.format import human_bytes
 from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
@@ -123,6 +125,13 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
 @click.option(
     "--frozen", is_flag=True, help="Use the lockfile as it is, without reading the manifest."
 )
+@click.option(
+    "--from-bundle",
+    "bundle",
+    type=click.File("rb"),
+    help="Install from a `modelctl bundle` tar ('-' = stdin) instead of the network: never "
+    "connects, verifies every byte, refuses a bundle of another lock.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Write progress as NDJSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary line.")
 def sync_cmd(
@@ -133,6 +142,7 @@ def sync_cmd(
     offline: bool,
     locked: bool,
     frozen: bool,
+    bundle: BinaryIO | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -145,13 +155,20 @@ def sync_cmd(
     if locked and frozen:
         raise click.UsageError("--locked and --frozen exclude each other")
     lock, settings = _lock_for_sync(
-        manifest_path, lockfile_path, locked=locked, frozen=frozen, offline=offline
+        manifest_path,
+        lockfile_path,
+        locked=locked,
+        frozen=frozen,
+        offline=offline or bundle is not None,
     )
     store = ops.make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet))
     # http.client ignores proxy variables: with one set, the huggingface_hub session is used.
     transport = None if settings.offline else default_transport(urllib.request.getproxies())
-    sync(lock, store, settings, jobs=jobs, listener=recorder, transport=transport)
+    if bundle is not None:
+        install_bundle(bundle, lock, store, listener=recorder)
+    else:
+        sync(lock, store, settings, jobs=jobs, listener=recorder, transport=transport)
     if recorder.finished is not None and not as_json:
         click.echo(summary_line(recorder.finished), err=True)
     if not as_json:

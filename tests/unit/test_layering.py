@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     "resolve": 5,
     "verify": 6,
     "sync": 6,
+    "bundle": 6,
+    "cache": 6,
     "ops": 7,
     "cli": 8,
 }

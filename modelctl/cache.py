@@ -1,0 +1,468 @@
+"""What a cache holds for a lock (``status``), and what no lock needs any more (``gc``).
+
+status: for each locked file, at the path the application reads (see
+:mod:`modelctl.store`), one of
+
+- ``verified``    present, with a record vouching for exactly this file version;
+- ``unverified``  present with the locked size, but no record vouches for it (placed by
+  another tool, or changed since): ``modelctl verify`` hashes it;
+- ``wrong-size``  present with another size than the lock says;
+- ``missing``     not there.
+
+Nothing is hashed and nothing is written: a status costs a few stats per file.
+
+gc: :func:`find_garbage` lists (reads only) what no lock of a given set references;
+:func:`collect` deletes such a list. Scope, to stay conservative on a cache other tools
+share: only the repo folders (HF cache) or asset folders (``--target`` tree) that appear in
+the given locks are looked at, unless ``all_repos``. Inside them:
+
+- HF cache: blobs no lock references (with their verification records), snapshot folders
+  of commits no lock references, other files in locked snapshots, broken snapshot links,
+  and ``*.incomplete`` downloads older than ``partial_age_s`` (a younger one may belong to
+  a running download). With ``all_repos``, whole repo folders no lock references.
+- target tree: files no lock references (with their records), ``*.modelctl-partial``
+  files older than ``partial_age_s``; with ``all_repos``, top-level folders that are no
+  locked asset.
+
+A content whose lock file (the one sync and huggingface_hub hold while writing it) is
+held by another process is skipped. Lock files themselves are never deleted (see
+:mod:`modelctl.filelock`), nor ``refs/`` or anything outside the cache or tree.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from modelctl.digest import Digest
+from modelctl.errors import StorageError, UnsafePathError
+from modelctl.record import FileStamp, read_record
+from modelctl.store import META_DIR, HfCacheStore, Store, TargetStore, repo_folder_name
+from modelctl.types import FileRef, Lock
+
+DEFAULT_PARTIAL_AGE_S: Final = 24 * 3600.0
+REPO_PREFIXES: Final = ("models--", "datasets--", "spaces--")
+STATES: Final = ("verified", "unverified", "wrong-size", "missing")
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    ref: FileRef
+    path: Path  # where the application reads it
+    state: str  # one of STATES
+    bytes_on_disk: int
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.ref
+        return {
+            "asset": r.asset,
+            "repo_id": r.repo_id,
+            "repo_type": r.repo_type,
+            "commit": r.commit,
+            "filename": r.path,
+            "size_bytes": r.size,
+            "digest": str(r.digest),
+            "state": self.state,
+            "bytes_on_disk": self.bytes_on_disk,
+            "path": str(self.path),
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    location: str
+    files: tuple[FileStatus, ...]
+    bytes_on_disk: int  # distinct contents (a blob shared by two files counts once)
+
+    def count(self, state: str) -> int:
+        return sum(1 for f in self.files if f.state == state)
+
+    @property
+    def locked_bytes(self) -> int:
+        return sum(f.ref.size or 0 for f in self.files)
+
+    @property
+    def complete(self) -> bool:
+        return all(f.state in ("verified", "unverified") for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "files": [f.to_json() for f in self.files],
+            "totals": {
+                "files": len(self.files),
+                **{s.replace("-", "_"): self.count(s) for s in STATES},
+                "locked_bytes": self.locked_bytes,
+                "bytes_on_disk": self.bytes_on_disk,
+            },
+        }
+
+
+def status(lock: Lock, store: Store) -> StatusReport:
+    """Every locked file's state at its final path; stats and record reads only."""
+    refs = sorted(dict.fromkeys(lock.files()), key=lambda r: (r.asset, r.repo_id, r.path))
+    files: list[FileStatus] = []
+    seen: dict[tuple[int, int], int] = {}
+    for ref in refs:
+        path = store.final_path(ref)
+        try:
+            st = path.stat()
+        except OSError:
+            files.append(FileStatus(ref, path, "missing", 0))
+            continue
+        seen[(st.st_dev, st.st_ino)] = st.st_size
+        if ref.size is not None and st.st_size != ref.size:
+            state = "wrong-size"
+        else:
+            record = read_record(store.record_path(ref))
+            vouched = record is not None and record.vouches_for(ref.digest, FileStamp.of(st))
+            state = "verified" if vouched else "unverified"
+        files.append(FileStatus(ref, path, state, st.st_size))
+    return StatusReport(str(store.root), tuple(files), sum(seen.values()))
+
+
+# --------------------------------------------------------------------------- gc: what
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """One thing to delete: a file, a link or a whole folder."""
+
+    kind: str  # blob, partial, snapshot, snapshot-file, broken-link, record, repo, file, folder
+    path: Path
+    bytes: int  # what deleting it frees (real files only; links count 0)
+    lock_file: Path | None = None  # held by a writer of this content: skip it then
+    extra: tuple[Path, ...] = ()  # deleted with it (its verification records)
+
+    def to_json(self, root: Path) -> dict[str, Any]:
+        return {"kind": self.kind, "path": _rel(self.path, root), "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class GcPlan:
+    location: Path
+    layout: str  # "hf-cache" or "target"
+    scanned: tuple[str, ...]  # the repo (or asset) folders looked at
+    items: tuple[Garbage, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(g.bytes for g in self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "location": str(self.location),
+            "layout": self.layout,
+            "scanned": list(self.scanned),
+            "items": [g.to_json(self.location) for g in self.items],
+            "total_bytes": self.bytes,
+        }
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What the locks reference inside one HF cache repo folder."""
+
+    blobs: set[str] = field(default_factory=set)  # digest hex = blob file name
+    commits: set[str] = field(default_factory=set)
+    files: set[tuple[str, str]] = field(default_factory=set)  # (commit, path)
+
+
+def find_garbage(
+    locks: Sequence[Lock],
+    store: Store,
+    *,
+    all_repos: bool = False,
+    partial_age_s: float = DEFAULT_PARTIAL_AGE_S,
+    now: float,
+) -> GcPlan:
+    """What no lock in ``locks`` references, in ``store`` (reads only)."""
+    if isinstance(store, TargetStore):
+        return _target_garbage(locks, store.root, all_repos, partial_age_s, now)
+    if isinstance(store, HfCacheStore):
+        return _cache_garbage(locks, store.root, all_repos, partial_age_s, now)
+    raise TypeError(f"gc does not know this store: {type(store).__name__}")
+
+
+def _cache_garbage(
+    locks: Sequence[Lock], root: Path, all_repos: bool, partial_age_s: float, now: float
+) -> GcPlan:
+    wanted: dict[str, _Wanted] = {}
+    for lock in locks:
+        for asset in lock.assets:
+            for src in asset.sources:
+                w = wanted.setdefault(repo_folder_name(src.repo_id, src.repo_type), _Wanted())
+                if not asset.enabled:
+                    continue  # its repo stays in scope, but its files are not needed
+                w.commits.add(src.commit)
+                for f in src.files:
+                    w.blobs.add(f.digest.hex)
+                    w.files.add((src.commit, f.path))
+    folders = set(wanted)
+    if all_repos:
+        folders |= {p.name for p in _children(root) if p.name.startswith(REPO_PREFIXES)}
+    items: list[Garbage] = []
+    for name in sorted(folders):
+        repo = root / name
+        if not repo.is_dir() or repo.is_symlink():
+            continue
+        w = wanted.get(name, _Wanted())
+        if all_repos and not w.blobs:
+            items.append(Garbage("repo", repo, _du(repo)))
+            continue
+        items.extend(_repo_garbage(root, repo, w, partial_age_s, now))
+    return GcPlan(root, "hf-cache", tuple(sorted(folders)), tuple(items))
+
+
+def _repo_garbage(
+    root: Path, repo: Path, w: _Wanted, partial_age_s: float, now: float
+) -> Iterator[Garbage]:
+    locks = root / ".locks" / repo.name
+    records = repo / META_DIR / "verified"
+    blobs = repo / "blobs"
+    for blob in _children(blobs):
+        st = blob.lstat()
+        if blob.name.endswith(".incomplete"):
+            if now - st.st_mtime >= partial_age_s:
+                etag = blob.name.split(".", 1)[0]
+                yield Garbage("partial", blob, st.st_size, locks / f"{etag}.lock")
+        elif blob.name not in w.blobs:
+            extra = tuple(sorted(records.glob(f"*-{blob.name}.json")))
+            yield Garbage("blob", blob, _size(st), locks / f"{blob.name}.lock", extra)
+    present = {b.name for b in _children(blobs)}
+    for record in _children(records):
+        hexdigest = record.name.removesuffix(".json").split("-", 1)[-1]
+        if record.suffix == ".json" and hexdigest not in w.blobs and hexdigest not in present:
+            yield Garbage("record", record, 0)
+    for snap in _children(repo / "snapshots"):
+        if snap.name not in w.commits:
+            yield Garbage("snapshot", snap, _du(snap))
+            continue
+        for path, rel in _walk(snap):
+            if (snap.name, rel) not in w.files:
+                yield Garbage("snapshot-file", path, _size(path.lstat()))
+            elif path.is_symlink() and not path.exists():
+                yield Garbage("broken-link", path, 0)
+
+
+def _target_garbage(
+    locks: Sequence[Lock], root: Path, all_repos: bool, partial_age_s: float, now: float
+) -> GcPlan:
+    assets = {a.name for lock in locks for a in lock.assets}
+    wanted = {(r.asset, r.path) for lock in locks for r in lock.files()}
+    folders = set(assets)
+    if all_repos:
+        folders |= {p.name for p in _children(root) if p.name != META_DIR}
+    meta = _TargetMeta(TargetStore(root))
+    items: list[Garbage] = []
+    for asset in sorted(folders):
+        top = root / asset
+        if asset not in assets:
+            if top.is_dir() and not top.is_symlink():
+                items.append(Garbage("folder", top, _du(top)))
+            elif top.exists() or top.is_symlink():
+                items.append(Garbage("file", top, _size(top.lstat())))
+            continue
+        for path, rel in _walk(top):
+            name = path.name
+            if name.startswith(".") and name.endswith(".modelctl-partial"):
+                st = path.lstat()
+                if now - st.st_mtime >= partial_age_s:
+                    final = rel[: -len(name)] + name[1 : -len(".modelctl-partial")]
+                    items.append(Garbage("partial", path, st.st_size, meta.lock(asset, final)))
+            elif (asset, rel) not in wanted:
+                record = meta.record(asset, rel)
+                extra = (record,) if record is not None and record.exists() else ()
+                lock_file = meta.lock(asset, rel)
+                items.append(Garbage("file", path, _size(path.lstat()), lock_file, extra))
+    items.extend(_orphan_target_records(root, folders, wanted))
+    return GcPlan(root, "target", tuple(sorted(folders)), tuple(items))
+
+
+def _orphan_target_records(
+    root: Path, folders: Iterable[str], wanted: set[tuple[str, str]]
+) -> Iterator[Garbage]:
+    for asset in sorted(folders):
+        base = root / META_DIR / "verified" / asset
+        for path, rel in _walk(base):
+            if not rel.endswith(".json"):
+                continue
+            file_rel = rel.removesuffix(".json")
+            if (asset, file_rel) not in wanted and not (root / asset / file_rel).exists():
+                yield Garbage("record", path, 0)
+
+
+@dataclass(frozen=True)
+class _TargetMeta:
+    """A tree's lock file and record of any (asset, path), locked or not.
+
+    TargetStore names them from the asset and path alone, so a ref carrying only those
+    asks it; a file name that is no safe repo path (never written by sync) has neither.
+    """
+
+    store: TargetStore
+
+    def lock(self, asset: str, path: str) -> Path | None:
+        try:
+            return self.store.lock_path(_path_ref(asset, path))
+        except UnsafePathError:
+            return None
+
+    def record(self, asset: str, path: str) -> Path | None:
+        try:
+            return self.store.record_path(_path_ref(asset, path))
+        except UnsafePathError:
+            return None
+
+
+def _path_ref(asset: str, path: str) -> FileRef:
+    return FileRef(asset, "model", "", "", path, None, Digest("sha256", "0" * 64), "file")
+
+
+# --------------------------------------------------------------------------- gc: do
+
+
+@dataclass(frozen=True)
+class GcResult:
+    deleted: tuple[Garbage, ...]
+    skipped: tuple[Garbage, ...]  # in use by another process (its lock file is held)
+    links_removed: int  # snapshot links left broken by the deletions
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(g.bytes for g in self.deleted)
+
+
+def collect(plan: GcPlan) -> GcResult:
+    """Delete what ``plan`` lists (checked again: only what still exists), then remove
+    snapshot links and folders left broken or empty inside the scanned folders."""
+    deleted: list[Garbage] = []
+    skipped: list[Garbage] = []
+    for item in plan.items:
+        if item.lock_file is not None and _held(item.lock_file):
+            skipped.append(item)
+            continue
+        if _remove(item.path):
+            for extra in item.extra:
+                _remove(extra)
+            deleted.append(item)
+    links = 0
+    # Only folders that deleting files can leave empty are tidied: an empty folder
+    # elsewhere may be one a running sync has just made for its next file.
+    for name in plan.scanned:
+        folder = plan.location / name
+        if plan.layout == "hf-cache":
+            links += _remove_broken_links(folder / "snapshots")
+            _remove_empty_dirs(folder / "snapshots", keep_root=True)
+        else:
+            _remove_empty_dirs(folder, keep_root=True)
+            _remove_empty_dirs(plan.location / META_DIR / "verified" / name, keep_root=False)
+    return GcResult(tuple(deleted), tuple(skipped), links)
+
+
+def _held(lock_file: Path) -> bool:
+    """Is this lock file held by a writer? Never creates it: no lock file, no writer."""
+    try:
+        fd = os.open(lock_file, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(
+            f"cannot open a lock file: {exc.strerror}", where=str(lock_file)
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError as exc:
+        raise StorageError(f"cannot lock a file: {exc.strerror}", where=str(lock_file)) from exc
+    finally:
+        # Closing releases the flock taken just above (if it was).
+        os.close(fd)
+    return False
+
+
+def _remove(path: Path) -> bool:
+    """Delete a file, link or folder (never following links); False if already gone."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot delete: {exc.strerror}", where=str(path)) from exc
+    return True
+
+
+def _remove_broken_links(folder: Path) -> int:
+    removed = 0
+    for path, _ in _walk(folder):
+        if path.is_symlink() and not path.exists() and _remove(path):
+            removed += 1
+    return removed
+
+
+def _remove_empty_dirs(folder: Path, *, keep_root: bool) -> None:
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
+        if keep_root and Path(dirpath) == folder:
+            continue
+        try:
+            os.rmdir(dirpath)
+        except OSError as exc:
+            # Not empty (or in use): it stays. Anything else is a real storage problem.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY):
+                raise StorageError(f"cannot delete: {exc.strerror}", where=dirpath) from exc
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        return []
+    except OSError as exc:
+        raise StorageError(f"cannot list: {exc.strerror}", where=str(folder)) from exc
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
+    """Every file or link under ``folder`` (links not followed), with its relative path."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        base = Path(dirpath)
+        # os.walk lists links to folders among dirnames, without entering them.
+        names = sorted(filenames + [d for d in dirnames if (base / d).is_symlink()])
+        for name in names:
+            path = base / name
+            yield path, path.relative_to(folder).as_posix()
+
+
+def _size(st: os.stat_result) -> int:
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _du(folder: Path) -> int:
+    return sum(_size(p.lstat()) for p, _ in _walk(folder))
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
