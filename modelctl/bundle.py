@@ -52,7 +52,7 @@ from modelctl.plan import PlannedFile, plan_lock
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
 from modelctl.record import FileStamp, Record, check_local, write_record
 from modelctl.store import Store, check_writable
-from modelctl.sync import DEFAULT_MAX_JOBS, inspect
+from modelctl.sync import DEFAULT_MAX_JOBS, inspect, set_refs
 from modelctl.types import FileRef, Lock
 
 __all__ = [
@@ -394,7 +394,7 @@ def install_bundle(
                 store.link(ref)
             _require_listed(index, todo, name)
             installed = reader.install(todo, store, tracker, cancel)
-            _set_refs(lock, store)
+            set_refs(lock, store)
         finally:
             finished = tracker.finished(len(plan.files) - len(todo), location)
     return BundleInstalled(
@@ -429,15 +429,6 @@ def _require_listed(index: BundleIndex, todo: Sequence[PlannedFile], name: str) 
             details=tuple(_where(pf.ref) for pf in lacking),
             hint="make the bundle again with `modelctl bundle` from a complete sync",
         )
-
-
-def _set_refs(lock: Lock, store: Store) -> None:
-    """``refs/<branch>`` = the locked commit, as sync writes it."""
-    for asset in lock.assets:
-        if asset.enabled:
-            for src in asset.sources:
-                if src.files:
-                    store.set_ref(src.repo_type, src.repo_id, src.revision, src.commit)
 
 
 class _BundleReader:

@@ -137,7 +137,7 @@ def status(lock: Lock, store: Store) -> StatusReport:
 class Garbage:
     """One thing to delete: a file, a link or a whole folder."""
 
-    kind: str  # blob, partial, snapshot, snapshot-file, broken-link, record, repo, file, folder
+    kind: str  # blob, partial, temp, snapshot, snapshot-file, broken-link, record, repo, ...
     path: Path
     bytes: int  # what deleting it frees (real files only; links count 0)
     lock_file: Path | None = None  # held by a writer of this content: skip it then
@@ -238,6 +238,8 @@ def _repo_garbage(
         elif blob.name not in w.blobs:
             extra = tuple(sorted(records.glob(f"*-{blob.name}.json")))
             yield Garbage("blob", blob, _size(st), locks / f"{blob.name}.lock", extra)
+    yield from _stale_temps(records, partial_age_s, now)
+    yield from _stale_temps(repo / "refs", partial_age_s, now)
     present = {b.name for b in _children(blobs)}
     for record in _children(records):
         hexdigest = record.name.removesuffix(".json").split("-", 1)[-1]
@@ -285,6 +287,7 @@ def _target_garbage(
                 lock_file = meta.lock(asset, rel)
                 items.append(Garbage("file", path, _size(path.lstat()), lock_file, extra))
     items.extend(_orphan_target_records(root, folders, wanted))
+    items.extend(_stale_temps(root / META_DIR / "verified", partial_age_s, now))
     return GcPlan(root, "target", tuple(sorted(folders)), tuple(items))
 
 
@@ -428,6 +431,20 @@ def _remove_empty_dirs(folder: Path, *, keep_root: bool) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+# Temp names of small atomic writes (records, refs, snapshot links): a process killed
+# between creating one and renaming it into place leaves it behind.
+_TEMP_SUFFIXES = (".tmp", ".modelctl-link")
+
+
+def _stale_temps(folder: Path, age_s: float, now: float) -> Iterator[Garbage]:
+    """Leftover temp files under ``folder`` older than ``age_s`` (a younger one may be live)."""
+    for path, _ in _walk(folder):
+        if path.name.startswith(".") and path.name.endswith(_TEMP_SUFFIXES):
+            st = path.lstat()
+            if now - st.st_mtime >= age_s:
+                yield Garbage("temp", path, _size(st))
 
 
 def _children(folder: Path) -> list[Path]:

@@ -102,7 +102,7 @@ def sync(
 
             results = run_parallel(one, todo, jobs or default_jobs(len(todo)), cancel)
             downloaded = [pf for pf in results if pf is not None]
-        _set_refs(lock, store)
+        set_refs(lock, store)
     finally:
         finished = tracker.finished(len(plan.files) - len(todo), location)
     return SyncResult(
@@ -183,7 +183,7 @@ def _offline_error(todo: Sequence[PlannedFile]) -> OfflineError:
     )
 
 
-def _set_refs(lock: Lock, store: Store) -> None:
+def set_refs(lock: Lock, store: Store) -> None:
     """``refs/<branch>`` = the locked commit, so tools asking for the branch offline find it."""
     for asset in lock.assets:
         if asset.enabled:

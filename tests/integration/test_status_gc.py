@@ -209,6 +209,15 @@ def test_gc_partials_broken_links_stray_files_and_files_in_use(
     os.utime(old, (time.time() - 2 * DAY,) * 2)
     young = repo / "blobs" / ("b" * 64 + ".incomplete")
     young.write_bytes(b"y")
+    # Temp files a kill left in the middle of an atomic record / refs write.
+    (repo / ".modelctl" / "verified").mkdir(parents=True, exist_ok=True)
+    old_tmp = repo / ".modelctl" / "verified" / ".sha256-x.json.0123abcd.tmp"
+    old_ref_tmp = repo / "refs" / ".main.89abcdef.tmp"
+    young_tmp = repo / "refs" / ".main.fedcba98.tmp"
+    for tmp in (old_tmp, old_ref_tmp, young_tmp):
+        tmp.write_text("{")
+    for tmp in (old_tmp, old_ref_tmp):
+        os.utime(tmp, (time.time() - 2 * DAY,) * 2)
     (snap / "extra.txt").symlink_to("../../blobs/" + "c" * 64)  # another tool's, unlocked
     (snap / "config.json").unlink()
     (snap / "config.json").symlink_to("../../blobs/" + "d" * 40)  # locked path, broken
@@ -218,6 +227,8 @@ def test_gc_partials_broken_links_stray_files_and_files_in_use(
     assert ("partial", old.name) in kinds and ("partial", young.name) not in kinds
     assert ("snapshot-file", "extra.txt") in kinds
     assert ("broken-link", "config.json") in kinds
+    assert ("temp", old_tmp.name) in kinds and ("temp", old_ref_tmp.name) in kinds
+    assert ("temp", young_tmp.name) not in kinds
     # A content whose lock file another process holds (a running download) is skipped.
     lock_file = hf_env / ".locks" / repo.name / f"{old_weights.digest.hex}.lock"
     with exclusive(lock_file):
@@ -225,6 +236,7 @@ def test_gc_partials_broken_links_stray_files_and_files_in_use(
     assert [g.path.name for g in result.skipped] == [old_weights.digest.hex]
     assert (repo / "blobs" / old_weights.digest.hex).exists()
     assert not old.exists() and young.exists()
+    assert not old_tmp.exists() and not old_ref_tmp.exists() and young_tmp.exists()
     assert not (snap / "extra.txt").is_symlink() and not (snap / "config.json").is_symlink()
     assert lock_file.exists()  # lock files are never deleted
     # sync puts the locked link back; the skipped blob goes next time.
