@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 
@@ -22,3 +23,8 @@ def write_repo(
         lines = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in lfs_patterns)
         (base / ".gitattributes").write_text(lines)
     return base
+
+
+def blob(seed: int, size: int) -> bytes:
+    """Deterministic pseudo-random content: the same seed and size give the same bytes."""
+    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)

@@ -24,7 +24,7 @@ from modelctl.runtime import open_lock
 from modelctl.store import HfCacheStore, TargetStore
 from modelctl.testing.hub import LocalHub
 from modelctl.types import Lock
-from tests.helpers import write_repo
+from tests.helpers import blob, write_repo
 
 MANIFEST = """\
 assets:
@@ -43,10 +43,6 @@ CONFIG = b'{"hidden": 64}'
 # config (= beta's shared.json, another repo), a.txt, model.gguf -> 4 blobs.
 LOCKED_FILES = 6
 BLOBS = 4
-
-
-def blob(seed: int, size: int) -> bytes:
-    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
 
 
 @pytest.fixture

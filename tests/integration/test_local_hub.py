@@ -22,16 +22,13 @@ import pytest
 from huggingface_hub import errors as hf_errors
 
 from modelctl.testing.hub import Faults, LocalHub
+from tests.helpers import blob
 
 MiB = 1024 * 1024
 REPO = "org/model"
 DATASET = "org/data"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LFS_THRESHOLD = 4096  # small, so LFS-by-size is cheap to test
-
-
-def blob(seed: int, size: int) -> bytes:
-    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
 
 
 def gitsha1(data: bytes) -> str:

@@ -12,7 +12,7 @@ import pytest
 from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.testing.hub import LocalHub
-from tests.helpers import write_repo
+from tests.helpers import blob, write_repo
 
 MiB = 1024 * 1024
 
@@ -23,10 +23,6 @@ def sha256(data: bytes) -> str:
 
 def gitsha1(data: bytes) -> str:
     return "gitsha1:" + hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def blob(seed: int, size: int) -> bytes:
-    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from modelctl.filelock import exclusive
 from modelctl.store import HfCacheStore
 from modelctl.testing.hub import LocalHub
 from modelctl.types import Lock
-from tests.helpers import write_repo
+from tests.helpers import blob, write_repo
 
 V1 = """\
 assets:
@@ -34,10 +33,6 @@ assets:
     files: [weights.bin, config.json]
 """
 DAY = 24 * 3600
-
-
-def blob(seed: int, size: int) -> bytes:
-    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from modelctl.store import HfCacheStore, TargetStore
 from modelctl.sync import sync
 from modelctl.testing.hub import LocalHub
 from modelctl.types import Lock
-from tests.helpers import write_repo
+from tests.helpers import blob, write_repo
 
 MiB = 1024 * 1024
 BIG = 12 * MiB  # LFS by size (>= 10 MiB), like a real weights file
@@ -50,10 +49,6 @@ assets:
     file: small.gguf
     tokenizer: null
 """
-
-
-def blob(seed: int, size: int) -> bytes:
-    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
 
 
 @pytest.fixture

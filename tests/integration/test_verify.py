@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from modelctl.store import HfCacheStore
 from modelctl.testing.hub import LocalHub
 from modelctl.types import FileRef, Lock
 from modelctl.verify import check, verify
-from tests.helpers import write_repo
+from tests.helpers import blob, write_repo
 
 MANIFEST = """\
 assets:
@@ -24,10 +23,6 @@ assets:
     repo: org/m
     files: [weights.bin, config.json, vocab.txt]
 """
-
-
-def blob(seed: int, size: int) -> bytes:
-    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
 
 
 @pytest.fixture
