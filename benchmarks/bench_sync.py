@@ -12,7 +12,13 @@ clients are served from the page cache alike.
 - ``curl seq`` / ``curl par``: ``curl -s -o FILE URL`` one file after the other, and all
   files at once (one curl process per file); no hashing at all.
 
-Run ``python -m benchmarks.bench_sync [--files 4 --size-mib 128 --rounds 2]``.
+Every client runs once per round, in turn; the median of the rounds is reported (this
+2-core box is noisy), with the fastest and slowest run beside it.
+
+Run ``python -m benchmarks.bench_sync [--files 4 --size-mib 128 --rounds 5]``;
+``--single`` is one 512 MiB file and nothing else (one transfer, no parallelism);
+``--baseline DIR`` adds ``modelctl baseline``: the same sync run from another source tree
+(for instance a copy of the previous ``modelctl/``), so two versions alternate in one run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +56,10 @@ MODELCTL_SCRIPT = textwrap.dedent(
     lock = lockfile.load(Path(sys.argv[1]))
     settings = from_env(os.environ)
     jobs = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    # Which tree runs matters with --baseline: fail loudly if PYTHONPATH did not win.
+    assert Path(sys.modules["modelctl"].__file__).resolve().parents[1] == Path(
+        os.environ["PYTHONPATH"]
+    ).resolve(), sys.modules["modelctl"].__file__
     t = time.perf_counter()
     sync(lock, HfCacheStore(settings.hf_cache), settings, jobs=jobs)
     print(time.perf_counter() - t)
@@ -68,7 +79,7 @@ SNAPSHOT_SCRIPT = textwrap.dedent(
 )
 
 
-def make_repo(root: Path, files: int, size: int) -> dict[str, int]:
+def make_repo(root: Path, files: int, size: int, small: bool = True) -> dict[str, int]:
     base = root / REPO / "main"
     base.mkdir(parents=True)
     (base / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
@@ -82,7 +93,7 @@ def make_repo(root: Path, files: int, size: int) -> dict[str, int]:
                 f.write(os.urandom(n))
                 left -= n
         sizes[name] = size
-    for name, data in SMALL_FILES.items():
+    for name, data in SMALL_FILES.items() if small else ():
         (base / name).write_bytes(data)
         sizes[name] = len(data)
     return sizes
@@ -103,7 +114,7 @@ def start_hub(root: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
-def env_for(endpoint: str, hf_home: Path) -> dict[str, str]:
+def env_for(endpoint: str, hf_home: Path, source: Path = ROOT_DIR) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(
         HF_ENDPOINT=endpoint,
@@ -111,14 +122,19 @@ def env_for(endpoint: str, hf_home: Path) -> dict[str, str]:
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         HF_HUB_DISABLE_XET="1",
-        PYTHONPATH=str(ROOT_DIR),
+        PYTHONPATH=str(source),
     )
     return env
 
 
 def timed_script(script: str, args: list[str], env: dict[str, str]) -> float:
     out = subprocess.run(
-        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, cwd=ROOT_DIR
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        # `-c` puts the working directory first on sys.path: it picks the source tree.
+        cwd=env["PYTHONPATH"],
     )
     if out.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{out.stderr}")
@@ -145,21 +161,25 @@ def timed_curl(urls: dict[str, str], dest: Path, parallel: bool) -> float:
 
 def interleaved(
     rounds: int, clients: dict[str, Callable[[Path], float]], work: Path
-) -> dict[str, float]:
-    """Best time per client; clients take turns in every round, so drift hits all alike.
+) -> dict[str, list[float]]:
+    """Every time of every client; clients take turns in every round, so drift hits all alike.
 
     Dirty pages of the previous run are flushed (os.sync) before each timed run: otherwise
     their write-back competes with whichever client runs next.
     """
-    best: dict[str, float] = {}
+    times: dict[str, list[float]] = {label: [] for label in clients}
+    order = list(clients)
     for i in range(rounds):
-        for label, run in clients.items():
+        # The order rotates: measured here, whichever client runs first in a round is
+        # slower (the previous round's clean-up still weighs), which would favour one.
+        turn = order[i % len(order) :] + order[: i % len(order)]
+        for label in turn:
+            run = clients[label]
             dest = work / f"{label.replace(' ', '-')}-{i}"
             os.sync()
-            elapsed = run(dest)
-            best[label] = min(best.get(label, elapsed), elapsed)
+            times[label].append(run(dest))
             shutil.rmtree(dest, ignore_errors=True)
-    return best
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,21 +190,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--size-mib", type=int, default=128, help="size of each large file (default 128)"
     )
-    p.add_argument("--rounds", type=int, default=3, help="runs per client; the best is kept")
+    p.add_argument(
+        "--single", action="store_true", help="one 512 MiB file only (overrides --files/--size-mib)"
+    )
+    p.add_argument("--rounds", type=int, default=5, help="runs per client; the median is shown")
+    p.add_argument(
+        "--baseline", type=Path, default=None, help="also run modelctl from this source tree"
+    )
     p.add_argument("--jobs", type=int, default=None, help="modelctl --jobs (default: its own)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args(argv)
+    if args.single:
+        args.files, args.size_mib = 1, 512
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed for the comparison")
 
     work = Path(tempfile.mkdtemp(prefix="modelctl-bench-"))
     hub = None
     try:
-        print(
-            f"creating {args.files} x {args.size_mib} MiB + {len(SMALL_FILES)} small files "
-            f"in {work}"
-        )
-        sizes = make_repo(work / "root", args.files, args.size_mib * MiB)
+        small = 0 if args.single else len(SMALL_FILES)
+        print(f"creating {args.files} x {args.size_mib} MiB + {small} small files in {work}")
+        sizes = make_repo(work / "root", args.files, args.size_mib * MiB, small=bool(small))
         total = sum(sizes.values())
         hub, endpoint = start_hub(work / "root")
 
@@ -217,12 +243,20 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work / "warmup")
 
         jobs = [] if args.jobs is None else [str(args.jobs)]
-        results = interleaved(
+        clients: dict[str, Callable[[Path], float]] = {
+            "modelctl sync": lambda d: timed_script(
+                MODELCTL_SCRIPT, [str(lock_path), *jobs], env_for(endpoint, d)
+            ),
+        }
+        if args.baseline is not None:
+            base = args.baseline.resolve()
+            clients["modelctl baseline"] = lambda d: timed_script(
+                MODELCTL_SCRIPT, [str(lock_path), *jobs], env_for(endpoint, d, base)
+            )
+        times = interleaved(
             args.rounds,
             {
-                "modelctl sync": lambda d: timed_script(
-                    MODELCTL_SCRIPT, [str(lock_path), *jobs], env_for(endpoint, d)
-                ),
+                **clients,
                 "snapshot_download": lambda d: timed_script(
                     SNAPSHOT_SCRIPT,
                     [REPO, commit, endpoint, str(d / "hub"), json.dumps(sorted(sizes))],
@@ -233,16 +267,21 @@ def main(argv: list[str] | None = None) -> int:
             },
             work,
         )
+        results = {name: statistics.median(t) for name, t in times.items()}
         print(
-            f"\n{len(sizes)} files, {total / MiB:.0f} MiB, best of {args.rounds}, "
+            f"\n{len(sizes)} files, {total / MiB:.0f} MiB, median of {args.rounds}, "
             f"{os.cpu_count()} CPUs"
         )
-        print(f"{'client':<20}{'seconds':>10}{'MB/s':>10}")
+        print(f"{'client':<20}{'seconds':>10}{'MB/s':>10}{'MB/s range':>16}")
         for name, secs in results.items():
-            print(f"{name:<20}{secs:>10.2f}{total / secs / 1e6:>10.0f}")
+            lo, hi = total / max(times[name]) / 1e6, total / min(times[name]) / 1e6
+            print(f"{name:<20}{secs:>10.2f}{total / secs / 1e6:>10.0f}{f'{lo:.0f}-{hi:.0f}':>16}")
         mine = results["modelctl sync"]
         print()
-        for other in ("snapshot_download", "curl seq", "curl par"):
+        others = ["snapshot_download", "curl seq", "curl par"]
+        if args.baseline is not None:
+            others.insert(0, "modelctl baseline")
+        for other in others:
             print(f"modelctl speed / {other}: {results[other] / mine:.2f}x")
         return 0
     finally:

@@ -21,7 +21,9 @@ The steps for one file, all under its lock file (see :mod:`modelctl.filelock`):
 HTTP: the body is streamed with the standard library's ``http.client``, read straight
 into a reused buffer. Measured on loopback (2 cores, 512 MiB file, same server): httpx2
 (huggingface_hub's session) ``iter_raw`` gives about 0.47 GB/s, ``http.client`` about
-1.5 GB/s, and downloads are meant to run near curl speed. :class:`HttpxTransport` (huggingface_hub's
+1.5 GB/s, and downloads are meant to run near curl speed. While no more downloads run
+than half the cores, a second thread per file writes what the first received and hashed
+(:class:`_Pipeline`). :class:`HttpxTransport` (huggingface_hub's
 session) is used instead when a proxy is configured, since http.client ignores proxy
 variables.
 """
@@ -33,6 +35,7 @@ import email.utils
 import errno
 import http.client
 import os
+import queue
 import re
 import ssl
 import threading
@@ -71,6 +74,8 @@ MAX_REDIRECTS: Final = 10
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE: Final = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_PIPE_POLL_S: Final = 0.1  # a reader waiting for a free buffer checks cancel this often
+PIPELINE_BUFFERS: Final = 4  # of chunk_size each, per file receiving on two threads
 
 
 # --------------------------------------------------------------------------- transport
@@ -386,6 +391,93 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+class _Gauge:
+    """How many downloads this process runs right now (``with gauge:`` counts one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._n += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._n -= 1
+
+    def count(self) -> int:
+        with self._lock:
+            return self._n
+
+
+_ACTIVE: Final = _Gauge()
+
+
+class _Pipeline:
+    """Writes, on a second thread and in order, the buffers the reader filled and hashed.
+
+    On one thread, a file's bytes are received, hashed and written by turns; recv,
+    hashlib on large buffers and os.write all release the GIL, so two threads overlap
+    them. A fixed ring of buffers bounds the memory and holds the reader back (the socket
+    then fills and TCP slows the sender) when the disk is slower.
+    """
+
+    def __init__(
+        self, consume: Callable[[memoryview], None], buffers: int, size: int, where: str
+    ) -> None:
+        self._consume = consume
+        self._free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        for _ in range(buffers):
+            self._free.put(memoryview(bytearray(size)))
+        self._filled: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"modelctl-write {where}", daemon=True
+        )
+        self._thread.start()
+
+    def free_buffer(self, cancel: threading.Event) -> memoryview:
+        """A buffer to fill; raises Cancelled, or the writer's error, instead of waiting on."""
+        while True:
+            if cancel.is_set():
+                raise Cancelled()
+            try:
+                buf = self._free.get(timeout=_PIPE_POLL_S)
+            except queue.Empty:
+                continue
+            if buf is None:
+                assert self._error is not None
+                raise self._error
+            return buf
+
+    def submit(self, buf: memoryview, n: int) -> None:
+        self._filled.put((buf, n))
+
+    def close(self, drain: bool) -> BaseException | None:
+        """Stop the writer, after what was submitted if ``drain``; returns its error."""
+        if not drain:
+            self._stop.set()
+        self._filled.put(None)
+        self._thread.join()
+        return self._error
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._filled.get()
+                if item is None or self._stop.is_set():
+                    return
+                buf, n = item
+                self._consume(buf[:n])
+                self._free.put(buf)
+        # Everything, KeyboardInterrupt included, is handed to the reader, which raises it.
+        except BaseException as exc:  # noqa: BLE001
+            self._error = exc
+            self._free.put(None)  # wakes a reader waiting for a buffer
+
+
 class _Download:
     """The state of one file's transfer: the open partial file and its hashers."""
 
@@ -398,19 +490,19 @@ class _Download:
         self.ctx = ctx
         self.tracker = tracker
         self.partial = store.partial_path(self.ref)
-        self.where = self.ref_where()
+        self.where = self.ref.where()
         self.size: int | None = self.ref.size
         self.offset = 0  # bytes in the partial file, all hashed
         self.transferred = 0
         self.hashers: dict[str, Hasher] = {}
         self.fd = -1
 
-    def ref_where(self) -> str:
-        prefix = "" if self.ref.repo_type == "model" else f"{self.ref.repo_type}s/"
-        return f"{prefix}{self.ref.repo_id}@{self.ref.commit}:{self.ref.path}"
-
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> FetchOutcome:
+        with _ACTIVE:
+            return self._run()
+
+    def _run(self) -> FetchOutcome:
         mismatches = 0
         self._open_partial()
         resumed_from = self.offset
@@ -550,32 +642,80 @@ class _Download:
             )
 
     def _stream(self, resp: Response) -> int:
+        if not self.hashers:
+            self.hashers = self._new_hashers()
+        # Two threads per file pay only while cores are left over: measured on 2 cores,
+        # one 512 MiB file gains ~15% (median), but 4 files at once lose ~30%.
+        if _ACTIVE.count() <= max(1, (os.cpu_count() or 1) // 2):
+            return self._stream_pipelined(resp)
+        return self._stream_serial(resp)
+
+    def _stream_serial(self, resp: Response) -> int:
         got = 0
+        start = self.offset
         buf = memoryview(bytearray(self.ctx.chunk_size))
         while True:
             if self.ctx.cancel.is_set():
                 raise Cancelled()
-            try:
-                n = resp.readinto(buf)
-            except TRANSPORT_ERRORS as exc:
-                raise _Transient(_describe(exc)) from exc
+            n = self._read(resp, buf, start + got)
             if not n:
                 return got
-            data = buf[:n]
-            if self.size is not None and self.offset + n > self.size:
-                raise _Mismatch(
-                    "the Hub sent more bytes than the locked size",
-                    expected=f"{self.size} bytes",
-                    actual=f"more than {self.size} bytes",
-                )
-            if not self.hashers:
-                self.hashers = self._new_hashers()
-            for h in self.hashers.values():
-                h.update(data)
-            self._write(data)
+            self._hash(buf[:n])
+            self._save(buf[:n])
             got += n
-            self.transferred += n
-            self.tracker.advanced(self.pf, self.offset, n)
+
+    def _stream_pipelined(self, resp: Response) -> int:
+        """Receive and hash on this thread while a second one writes, in order.
+
+        recv + hash take about as long as writing into the page cache, so this splits
+        the work evenly (hashing on the writer thread measured slower). The hashers run
+        ahead of the partial file by what is queued: the writer drains the queue when
+        the stream ends or drops, and any other failure ends the download or restarts it
+        from zero (and were they ever to disagree, ``_verify``'s size and digest checks
+        would refuse the file).
+        """
+        got = 0
+        start = self.offset
+        pipe = _Pipeline(self._save, PIPELINE_BUFFERS, self.ctx.chunk_size, self.where)
+        try:
+            while True:
+                buf = pipe.free_buffer(self.ctx.cancel)
+                n = self._read(resp, buf, start + got)
+                if not n:
+                    break
+                self._hash(buf[:n])
+                pipe.submit(buf, n)
+                got += n
+        except BaseException as exc:
+            _close_pipeline(pipe, exc)
+            raise
+        _close_pipeline(pipe, None)
+        return got
+
+    def _read(self, resp: Response, buf: memoryview, at: int) -> int:
+        """The body's next bytes into ``buf``, which belong at file offset ``at``."""
+        try:
+            n = resp.readinto(buf)
+        except TRANSPORT_ERRORS as exc:
+            raise _Transient(_describe(exc)) from exc
+        # Not self.offset: with a pipeline, it lags behind what was received.
+        if self.size is not None and at + n > self.size:
+            raise _Mismatch(
+                "the Hub sent more bytes than the locked size",
+                expected=f"{self.size} bytes",
+                actual=f"more than {self.size} bytes",
+            )
+        return n
+
+    def _hash(self, data: memoryview) -> None:
+        # Always before _save: the partial file only ever holds hashed bytes, in order.
+        for h in self.hashers.values():
+            h.update(data)
+
+    def _save(self, data: memoryview) -> None:
+        self._write(data)
+        self.transferred += len(data)
+        self.tracker.advanced(self.pf, self.offset, len(data))
 
     # -- the partial file ---------------------------------------------------------------
     def _new_hashers(self) -> dict[str, Hasher]:
@@ -723,6 +863,18 @@ def _open_partial_file(path: Path) -> int:
             os.close(fd)
         raise
     return fd
+
+
+def _close_pipeline(pipe: _Pipeline, failure: BaseException | None) -> None:
+    """Join the writer (the caller may truncate the partial file next); raise its error.
+
+    Bytes already received are still written after a dropped connection (the retry then
+    resumes past them); any other failure of the reader ends the download at once.
+    """
+    error = pipe.close(drain=failure is None or isinstance(failure, _Transient))
+    if error is not None and error is not failure:
+        # The writer's failure (a full disk ...) is the cause, whatever the reader saw.
+        raise error from failure
 
 
 def _abort(resp: Response) -> None:
