@@ -28,3 +28,29 @@ def write_repo(
 def blob(seed: int, size: int) -> bytes:
     """Deterministic pseudo-random content: the same seed and size give the same bytes."""
     return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
+
+
+LOCK_TEMPLATE = """\
+version: 1
+manifest: sha256:{z}
+assets:
+  a:
+    kind: files
+    enabled: true
+    spec: sha256:{z}
+    sources:
+    - repo: o/a
+      repo_type: model
+      revision: main
+      commit: {c}
+      files:
+      - path: {path}
+        size: 3
+        digest: {digest}
+        role: file
+"""
+
+
+def lock_text(path: str = "x.bin", digest: str = "gitsha1:" + "1" * 40) -> str:
+    """A valid one-file lockfile, to edit into invalid ones."""
+    return LOCK_TEMPLATE.format(z="0" * 64, c="a" * 40, path=path, digest=digest)

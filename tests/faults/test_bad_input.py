@@ -23,6 +23,7 @@ from modelctl.manifest import parse_manifest
 from modelctl.resolve import resolve
 from modelctl.types import RepoType
 from tests.fault_report import REPORT
+from tests.helpers import lock_text
 
 pytestmark = pytest.mark.faults
 
@@ -103,25 +104,7 @@ def test_random_manifests_parse_or_fail_clearly(text: str) -> None:
         assert exc.render().startswith("manifest error: ")
 
 
-VALID_LOCK = """\
-version: 1
-manifest: sha256:{z}
-assets:
-  a:
-    kind: files
-    enabled: true
-    spec: sha256:{z}
-    sources:
-    - repo: o/a
-      repo_type: model
-      revision: main
-      commit: {c}
-      files:
-      - path: x.bin
-        size: 3
-        digest: gitsha1:{g}
-        role: file
-""".format(z="0" * 64, c="a" * 40, g="1" * 40)
+VALID_LOCK = lock_text()
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)

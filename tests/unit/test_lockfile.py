@@ -11,6 +11,7 @@ from modelctl import lockfile
 from modelctl.errors import LockfileError
 from modelctl.manifest import parse_manifest
 from modelctl.types import Lock, LockedAsset
+from tests.helpers import lock_text
 from tests.strategies import locks
 
 
@@ -90,32 +91,8 @@ def test_diff_is_order_independent(order: list[str]) -> None:
     assert not lockfile.diff(parse_manifest(text), lock).stale
 
 
-VALID = """version: 1
-manifest: sha256:{z}
-assets:
-  a:
-    kind: files
-    enabled: true
-    spec: sha256:{z}
-    sources:
-    - repo: o/a
-      repo_type: model
-      revision: main
-      commit: {c}
-      files:
-      - path: {path}
-        size: 3
-        digest: {digest}
-        role: file
-"""
-
-
-def _lock_text(path: str = "x.bin", digest: str = "gitsha1:" + "1" * 40) -> str:
-    return VALID.format(z="0" * 64, c="a" * 40, path=path, digest=digest)
-
-
 def test_valid_lock_parses() -> None:
-    lock = lockfile.parse(_lock_text())
+    lock = lockfile.parse(lock_text())
     (ref,) = lock.files()
     assert (ref.repo_id, ref.path, ref.size, str(ref.digest)) == (
         "o/a",
@@ -128,12 +105,12 @@ def test_valid_lock_parses() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        (_lock_text(digest="md5:abc"), "assets.a.sources[0].files[0].digest"),
-        (_lock_text(path="../../etc/passwd"), "unsafe path"),
-        (_lock_text(path="/abs"), "unsafe path"),
-        (_lock_text().replace("size: 3", "size: -1"), "size"),
-        (_lock_text().replace("commit: " + "a" * 40, "commit: main"), "commit"),
-        (_lock_text().replace("role: file", "role: file\n        extra: 1"), "unknown keys"),
+        (lock_text(digest="md5:abc"), "assets.a.sources[0].files[0].digest"),
+        (lock_text(path="../../etc/passwd"), "unsafe path"),
+        (lock_text(path="/abs"), "unsafe path"),
+        (lock_text().replace("size: 3", "size: -1"), "size"),
+        (lock_text().replace("commit: " + "a" * 40, "commit: main"), "commit"),
+        (lock_text().replace("role: file", "role: file\n        extra: 1"), "unknown keys"),
         ("version: 2\nmanifest: x\nassets: {}\n", "version"),
         ("{", "YAML syntax error"),
         ("", "empty"),
