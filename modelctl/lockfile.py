@@ -21,6 +21,7 @@ from modelctl.paths import check_relpath
 from modelctl.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
 from modelctl.yamldoc import load_yaml, read_text, validate
 
+LOCK_NAME: Final = "modelctl.lock"
 LOCK_VERSION: Final = 1
 SCHEMA: Final = "lockfile.schema.json"
 HEADER: Final = (

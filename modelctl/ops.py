@@ -15,6 +15,7 @@ from modelctl.errors import InputError, StaleLockError
 from modelctl.hub import HfHubClient, HubClient
 from modelctl.lockfile import LockDiff
 from modelctl.manifest import load_manifest
+from modelctl.paths import find_upwards
 from modelctl.plan import DownloadPlan, plan_lock
 from modelctl.resolve import resolve
 from modelctl.settings import Settings
@@ -22,7 +23,6 @@ from modelctl.store import HfCacheStore, Store, TargetStore, present_refs
 from modelctl.types import Lock, Manifest
 
 MANIFEST_NAME = "modelctl.yaml"
-LOCK_NAME = "modelctl.lock"
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,6 @@ class Project:
 
     manifest_path: Path
     lock_path: Path
-
-
-def find_upwards(name: str, start: Path) -> Path | None:
-    for folder in (start, *start.parents):
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def find_project(

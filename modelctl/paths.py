@@ -41,6 +41,15 @@ def _problem(path: str) -> str | None:
     return None
 
 
+def find_upwards(name: str, start: Path) -> Path | None:
+    """``start/name``, or the same name in the nearest parent folder that has it."""
+    for folder in (start, *start.parents):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def safe_join(root: Path, relpath: str, *, where: str) -> Path:
     """``root / relpath`` after checking that it cannot escape ``root``."""
     check_relpath(relpath, where=where)

@@ -17,6 +17,7 @@ from modelctl.cli.main import EPILOG, cli, load_project, project_options, settin
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
 from modelctl.errors import InputError, StaleLockError
 from modelctl.fetch import default_transport
+from modelctl.paths import find_upwards
 from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
 from modelctl.settings import Settings
 from modelctl.sync import sync
@@ -49,10 +50,10 @@ def find_lockfile(manifest_path: Path | None, lockfile_path: Path | None) -> Pat
         return Path(os.environ["MODELCTL_LOCK"])
     if os.environ.get("MODELCTL_MANIFEST"):
         return lockfile.lock_path_for(Path(os.environ["MODELCTL_MANIFEST"]))
-    found = ops.find_upwards(ops.LOCK_NAME, Path.cwd())
+    found = find_upwards(lockfile.LOCK_NAME, Path.cwd())
     if found is None:
         raise InputError(
-            f"no {ops.LOCK_NAME} found in {Path.cwd()} or any parent folder",
+            f"no {lockfile.LOCK_NAME} found in {Path.cwd()} or any parent folder",
             hint="pass --lockfile PATH, or run `modelctl lock` first",
         )
     return found

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelctl import lockfile
 from modelctl.digest import digest_file
 from modelctl.errors import InputError, VerificationError
+from modelctl.paths import find_upwards
 from modelctl.record import FileStamp, read_record
 from modelctl.settings import hf_cache_dir
 from modelctl.store import HfCacheStore, Store, TargetStore
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from modelctl.runtime.kokoro import Kokoro
 
 Verify = Literal["fast", "full", "none"]
-LOCK_NAME = "modelctl.lock"
 
 
 class UnknownAssetError(InputError, LookupError):
@@ -51,11 +51,11 @@ class KokoroPaths:
 def find_lock(env: Mapping[str, str], cwd: Path) -> Path:
     if env.get("MODELCTL_LOCK"):
         return Path(env["MODELCTL_LOCK"])
-    for folder in (cwd, *cwd.parents):
-        if (folder / LOCK_NAME).is_file():
-            return folder / LOCK_NAME
+    found = find_upwards(lockfile.LOCK_NAME, cwd)
+    if found is not None:
+        return found
     raise InputError(
-        f"no {LOCK_NAME} found in {cwd} or any parent folder",
+        f"no {lockfile.LOCK_NAME} found in {cwd} or any parent folder",
         hint="pass open_lock(path), or set MODELCTL_LOCK",
     )
 
