@@ -12,22 +12,17 @@ from modelctl import lockfile, ops
 from modelctl.bundle import write_bundle
 from modelctl.cache import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage, status
 from modelctl.cli.format import human_bytes, table
-from modelctl.cli.main import EPILOG, cli, project_options, settings_for
+from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.types import Lock
 
-_TARGET_HELP = "a `sync --target DIR` tree instead of the HF cache. [env: MODELCTL_TARGET]"
+_TARGET_TEXT = "a `sync --target DIR` tree instead of the HF cache."
 
 
 @cli.command("bundle", epilog=EPILOG)
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @project_options
-@click.option(
-    "--target",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="MODELCTL_TARGET",
-    help=f"Bundle from {_TARGET_HELP}",
-)
+@target_option(f"Bundle from {_TARGET_TEXT}")
 def bundle_cmd(
     out: Path, manifest_path: Path | None, lockfile_path: Path | None, target: Path | None
 ) -> None:
@@ -52,12 +47,7 @@ def bundle_cmd(
 
 @cli.command("status", epilog=EPILOG)
 @project_options
-@click.option(
-    "--target",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="MODELCTL_TARGET",
-    help=f"Report on {_TARGET_HELP}",
-)
+@target_option(f"Report on {_TARGET_TEXT}")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def status_cmd(
     manifest_path: Path | None, lockfile_path: Path | None, target: Path | None, as_json: bool
@@ -110,12 +100,7 @@ def status_cmd(
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="A lock whose files are kept (repeatable). Default: this project's lockfile.",
 )
-@click.option(
-    "--target",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="MODELCTL_TARGET",
-    help=f"Collect in {_TARGET_HELP}",
-)
+@target_option(f"Collect in {_TARGET_TEXT}")
 @click.option("--delete", is_flag=True, help="Delete what is listed. Default: a dry run.")
 @click.option(
     "--all-repos",

@@ -42,6 +42,16 @@ def project_options(func: F) -> F:
     return func
 
 
+def target_option(text: str) -> Callable[[F], F]:
+    """--target DIR (or $MODELCTL_TARGET): a `sync --target` tree instead of the HF cache."""
+    return click.option(
+        "--target",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="MODELCTL_TARGET",
+        help=f"{text} [env: MODELCTL_TARGET]",
+    )
+
+
 def load_project(manifest_path: Path | None, lockfile_path: Path | None) -> ops.Project:
     return ops.find_project(manifest_path, lockfile_path, os.environ, Path.cwd())
 

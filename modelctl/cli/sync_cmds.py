@@ -13,7 +13,14 @@ import click
 from modelctl import lockfile, ops
 from modelctl.bundle import install_bundle
 from modelctl.cli.format import human_bytes
-from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
+from modelctl.cli.main import (
+    EPILOG,
+    cli,
+    load_project,
+    project_options,
+    settings_for,
+    target_option,
+)
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
 from modelctl.errors import InputError, StaleLockError
 from modelctl.fetch import default_transport
@@ -104,13 +111,7 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
 
 @cli.command("sync", epilog=EPILOG)
 @project_options
-@click.option(
-    "--target",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="MODELCTL_TARGET",
-    help="Write a plain tree DIR/<asset>/<path> (real files) instead of the HF cache. "
-    "[env: MODELCTL_TARGET]",
-)
+@target_option("Write a plain tree DIR/<asset>/<path> (real files) instead of the HF cache.")
 @click.option(
     "--jobs",
     "-j",
@@ -178,12 +179,7 @@ def sync_cmd(
 
 @cli.command("verify", epilog=EPILOG)
 @project_options
-@click.option(
-    "--target",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="MODELCTL_TARGET",
-    help="Verify a `sync --target DIR` tree instead of the HF cache. [env: MODELCTL_TARGET]",
-)
+@target_option("Verify a `sync --target DIR` tree instead of the HF cache.")
 @click.option(
     "--full", is_flag=True, help="Hash every file (blake3 if recorded, else the lock's digest)."
 )
