@@ -22,7 +22,7 @@ from modelctl.errors import (
     OfflineError,
     ResolveError,
 )
-from modelctl.types import RepoType
+from modelctl.types import RepoType, is_commit
 from modelctl.types import repo_where as where
 
 # What huggingface_hub and its HTTP client raise for Hub and network failures.
@@ -84,10 +84,12 @@ class HfHubClient:
         except HUB_ERRORS as exc:
             raise translate(exc, where(repo_id, repo_type, revision), self.endpoint) from exc
         commit = info.sha
-        if not commit:
+        if not is_commit(commit):
             raise ResolveError(
-                "the Hub did not report a commit for this revision",
+                "the Hub did not report a valid commit id for this revision",
                 where=where(repo_id, repo_type, revision),
+                expected="a commit id of 40 lower-case hex characters",
+                actual=shown(commit),
                 hint="check that the endpoint is a Hugging Face Hub (or a compatible mirror)",
             )
         files = tuple(_remote_file(s) for s in (info.siblings or ()))
@@ -114,6 +116,12 @@ class HfHubClient:
                 where=where(repo_id, repo_type, revision),
                 hint="run without --offline / HF_HUB_OFFLINE=1, or use an existing lockfile",
             )
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A server-sent value as it may appear in a message: its repr, cut to ``limit``."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _remote_file(sibling: hf.hf_api.RepoSibling) -> RemoteFile:

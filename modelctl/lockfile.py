@@ -142,6 +142,13 @@ def _check_unique_paths(lock: Lock, source: str) -> None:
                 seen.add(key)
 
 
+def validated(lock: Lock, source: str) -> Lock:
+    """``lock`` checked by exactly the rules a lockfile on disk is read with (schema, paths,
+    unique files): a lock made in memory from a server's answers is trusted no more than a
+    file. Raises LockfileError naming ``source``."""
+    return parse(render(lock), source)
+
+
 def load(path: Path) -> Lock:
     return parse(read_text(path, LockfileError, "lockfile"), str(path))
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from fnmatch import fnmatchcase
 
+from modelctl import lockfile
 from modelctl.errors import ResolveError
 from modelctl.hub import HubClient, RemoteFile, RepoSnapshot
-from modelctl.lockfile import LOCK_VERSION
 from modelctl.paths import check_relpath
 from modelctl.types import (
     Asset,
@@ -57,7 +57,10 @@ def resolve(
                 rev = pinned.get(src.key, src.revision)
                 snapshots[src.key] = client.snapshot(src.repo_id, src.repo_type, rev)
     assets = tuple(_lock_asset(a, snapshots, client) for a in manifest.assets)
-    return Lock(LOCK_VERSION, manifest.manifest_hash(), assets)
+    # Everything above came from a server: check it like a lockfile read from disk before
+    # anything (a sync, a write) uses it.
+    new = Lock(lockfile.LOCK_VERSION, manifest.manifest_hash(), assets)
+    return lockfile.validated(new, f"the lock resolved from {manifest.source}")
 
 
 def _pinned_commits(lock: Lock) -> dict[SourceKey, str]:

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+from modelctl.errors import UnsafePathError
 from modelctl.paths import refuse_symlinks, safe_join, storage_error
-from modelctl.types import FileRef
+from modelctl.types import FileRef, is_commit
 
 META_DIR: Final = ".modelctl"
 
@@ -82,6 +83,7 @@ class HfCacheStore:
         return self.root / repo_folder_name(ref.repo_id, ref.repo_type)
 
     def final_path(self, ref: FileRef) -> Path:
+        _check_commit(ref.commit, f"{ref.repo_id}@{ref.commit}:{ref.path}")
         snap = self.repo_dir(ref) / "snapshots" / ref.commit
         return safe_join(snap, ref.path, where=f"{ref.repo_id}@{ref.commit}:{ref.path}")
 
@@ -131,9 +133,23 @@ class HfCacheStore:
     def set_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
         if revision == commit:
             return
+        _check_commit(commit, f"{repo_id}@{revision}")
         repo = self.root / repo_folder_name(repo_id, repo_type)
         path = safe_join(repo / "refs", revision, where=f"{repo_id}@{revision}")
         write_small_file(path, commit)
+
+
+def _check_commit(commit: str, where: str) -> None:
+    """A commit names the folder ``snapshots/<commit>`` and is written into ``refs/``:
+    refuse anything but a commit id, whoever handed it over (a lock is validated when it is
+    read or made, this is the last line)."""
+    if not is_commit(commit):
+        raise UnsafePathError(
+            f"unsafe commit id {commit[:80]!r}: it would name a folder in the cache",
+            where=where,
+            expected="40 lower-case hex characters",
+            hint="re-create the lock with `modelctl lock` against a trusted endpoint",
+        )
 
 
 @dataclass(frozen=True)

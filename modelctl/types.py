@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeGuard
 
 from modelctl.digest import Digest
 
@@ -24,6 +25,16 @@ ROLE_TOKENIZER = "tokenizer"
 ROLE_VOICE = "voice"
 
 _GLOB_CHARS = frozenset("*?[")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def is_commit(value: object) -> TypeGuard[str]:
+    """A git commit id as the Hub reports it: exactly 40 lower-case hex characters.
+
+    Commits name folders (``snapshots/<commit>``), so anything else from a server is refused
+    before it reaches a path.
+    """
+    return isinstance(value, str) and _COMMIT_RE.fullmatch(value) is not None
 
 
 def repo_where(repo_id: str, repo_type: str, revision: str, path: str | None = None) -> str:

@@ -107,7 +107,8 @@ class Faults:
     and slow faults apply to content GETs only; ``redirect_lfs`` to HEAD and GET of LFS
     files on ``/resolve/``; ``fail_blob_redirect`` to every ``/blobs/`` request. The API
     endpoints never see faults. Every fault applies only to repo paths in ``paths``
-    (None = every path); a blob counts as the repo path it was listed under.
+    (None = every path); a blob counts as the repo path it was listed under. The exception
+    is ``repo_info_patch``, which rewrites the repo-info endpoint's JSON.
     """
 
     # Send full headers, then close the connection after N body bytes ...
@@ -135,6 +136,9 @@ class Faults:
     # Model info lists files without size/blobId/lfs even with blobs=true, like a mirror
     # that does not report metadata (clients must fall back to HEAD).
     omit_metadata: bool = False
+    # Keys replaced in every repo-info answer (model_info / dataset_info), as a hostile or
+    # broken server would send them, e.g. {"sha": "../../.."}. Applies to every repo.
+    repo_info_patch: dict[str, Any] | None = None
     # Restrict every fault to these repo paths (None = all paths).
     paths: set[str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -183,6 +187,10 @@ class Faults:
                 flip_offset=self._flip_offset(size),
                 rate=self.slow_bytes_per_sec,
             )
+
+    def patch_repo_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return info | self.repo_info_patch if self.repo_info_patch else info
 
     def _applies(self, path: str) -> bool:
         return self.paths is None or path in self.paths
@@ -737,13 +745,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, repo: RepoRef, rest: list[str], query: dict[str, list[str]], raw: str) -> None:
         store = self.hub._store
-        if not rest:
+        if not rest or (rest[0] == "revision" and len(rest) >= 2):
+            revision = unquote("/".join(rest[1:])) if rest else "main"
             blobs = _flag(query, "blobs") and not self.hub.faults.omit_metadata
-            self._send_json(200, _repo_info(store.snapshot(repo, "main"), blobs))
-        elif rest[0] == "revision" and len(rest) >= 2:
-            snap = store.snapshot(repo, unquote("/".join(rest[1:])))
-            blobs = _flag(query, "blobs") and not self.hub.faults.omit_metadata
-            self._send_json(200, _repo_info(snap, blobs))
+            info = _repo_info(store.snapshot(repo, revision), blobs)
+            self._send_json(200, self.hub.faults.patch_repo_info(info))
         elif rest[0] == "tree" and len(rest) >= 2:
             snap = store.snapshot(repo, unquote(rest[1]))
             items = _tree(snap, unquote("/".join(rest[2:])).strip("/"), _flag(query, "recursive"))
