@@ -8,7 +8,7 @@ bytes, and ``parse(render(lock)) == lock``.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
@@ -159,7 +159,10 @@ def write(path: Path, lock: Lock) -> bool:
     try:
         if path.exists() and path.read_text(encoding="utf-8") == text:
             return False
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # Not mkstemp: its 0600 would keep the lock from a runtime running as another user
+        # (a Docker stage as `nobody`). 0666 minus the umask, like any file a user writes.
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(text)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,6 +54,19 @@ def test_write_is_atomic_and_reports_no_change(tmp_path: Path) -> None:
     assert lockfile.write(p, lock) is True
     assert lockfile.write(p, lock) is False
     assert [f.name for f in tmp_path.iterdir()] == ["modelctl.lock"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_write_gives_the_lock_the_usual_mode_minus_umask(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    """Not mkstemp's 0600: a runtime running as another user must be able to read it."""
+    old = os.umask(umask)
+    try:
+        lockfile.write(tmp_path / "modelctl.lock", Lock(1, "sha256:" + "0" * 64, ()))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "modelctl.lock").stat().st_mode) == mode
 
 
 def _asset_lock(manifest_text: str) -> Lock:
