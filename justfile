@@ -32,19 +32,19 @@ test-faults *ARGS: setup
 
 # Quality gates: format, lint, types, tests.
 check: setup
-    {{venv}}/bin/ruff format --check modelctl tests benchmarks
-    {{venv}}/bin/ruff check modelctl tests benchmarks
+    {{venv}}/bin/ruff format --check modelctl tests benchmarks scripts
+    {{venv}}/bin/ruff check modelctl tests benchmarks scripts
     {{venv}}/bin/mypy --strict modelctl
     {{py}} -m pytest -q
 
 # Format the code.
 fmt: setup
-    {{venv}}/bin/ruff format modelctl tests benchmarks
-    {{venv}}/bin/ruff check --fix modelctl tests benchmarks
+    {{venv}}/bin/ruff format modelctl tests benchmarks scripts
+    {{venv}}/bin/ruff check --fix modelctl tests benchmarks scripts
 
 # The main job on the bundled example, offline: local Hub, lock, plan, sync, load real models.
 demo: setup
-    {{py}} -m modelctl.testing.demo
+    {{py}} -m scripts.demo
 
 # Benchmarks: sync vs snapshot_download vs curl; runtime path resolution.
 bench: setup

@@ -1,4 +1,4 @@
-"""modelctl.testing.assets: real model files, loaded by their real runtimes."""
+"""scripts.assets: real model files, loaded by their real runtimes."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from modelctl.testing import assets
-from modelctl.testing.assets import (
+from scripts import assets
+from scripts.assets import (
     GGUF_FILENAME,
     GGUF_REPO,
     KOKORO_MODEL_PATH,
@@ -172,7 +172,7 @@ def test_gguf_is_deterministic_across_processes(tmp_path: Path) -> None:
     """Hash seeds and thread counts of another interpreter give the same bytes."""
     here = build_tiny_gguf(tmp_path / "here.gguf", tokenizer_dir=tmp_path / "here")
     code = (
-        "import sys; from pathlib import Path; from modelctl.testing.assets import build_tiny_gguf;"
+        "import sys; from pathlib import Path; from scripts.assets import build_tiny_gguf;"
         "build_tiny_gguf(Path(sys.argv[1]) / 'there.gguf', tokenizer_dir=Path(sys.argv[1]) / 't')"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "RAYON_NUM_THREADS": "1"}
@@ -368,7 +368,7 @@ def test_concurrent_fetches_share_one_entry(silero: Path, tmp_path: Path) -> Non
     for whl in silero.parents[1].joinpath("wheels").glob("silero_vad-*.whl"):
         os.link(whl, cache / "wheels" / whl.name)
     code = (
-        "import sys; from pathlib import Path; from modelctl.testing import assets;"
+        "import sys; from pathlib import Path; from scripts import assets;"
         "p = assets.fetch_silero_vad(Path(sys.argv[1])); print(p.stat().st_ino)"
     )
     env = {**os.environ}

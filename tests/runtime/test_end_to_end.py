@@ -14,8 +14,8 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.runtime import NotSyncedError, open_lock
-from modelctl.testing.assets import AssetDownloadError, build_hub_tree
-from modelctl.testing.demo import DEMO_MANIFEST, resample, speech_probabilities
+from scripts.assets import AssetDownloadError, build_hub_tree
+from scripts.demo import DEMO_MANIFEST, resample, speech_probabilities
 
 np = pytest.importorskip("numpy", reason="numpy reads voices and audio")
 pytest.importorskip("onnxruntime", reason="onnxruntime runs Kokoro and silero VAD")

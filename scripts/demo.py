@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelctl.testing.assets import build_hub_tree
 from modelctl.testing.hub import LocalHub
+from scripts.assets import build_hub_tree
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
 # "konnichiwa, sekai" in the phoneme alphabet of Kokoro's Japanese voices
 PHONEMES = "koɲɲitɕiwa, sekai. kiːte kɯdasai."
