@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from modelctl.errors import ModelctlError, OfflineError
-from modelctl.fetch import FetchContext, RetryPolicy, StdlibTransport, Transport, fetch_file
+from modelctl.fetch import FetchContext, RetryPolicy, Transport, default_transport, fetch_file
 from modelctl.filelock import Cancelled
 from modelctl.plan import DownloadPlan, PlannedFile, plan_lock
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
@@ -86,7 +87,10 @@ def sync(
             ctx = FetchContext(
                 endpoint=settings.endpoint,
                 token=settings.token,
-                transport=transport if transport is not None else StdlibTransport(),
+                # Proxies as the CLI honours them: http.client alone would ignore them.
+                transport=transport
+                if transport is not None
+                else default_transport(urllib.request.getproxies()),
                 policy=policy,
                 record_blake3=record_blake3,
                 cancel=cancel,

@@ -33,8 +33,10 @@ LAYERS: dict[str, int] = {
     "sync": 6,
     "bundle": 6,
     "cache": 6,
+    "runtime": 5,  # checked on its own below: never anything that reaches the network
     "ops": 7,
-    "cli": 8,
+    "provisioning": 8,  # the in-process API: ops + sync + runtime
+    "cli": 9,
 }
 # The runtime loader hands out paths: it must not reach the network in any way.
 RUNTIME_FORBIDDEN = {
@@ -43,6 +45,7 @@ RUNTIME_FORBIDDEN = {
     "sync",
     "resolve",
     "ops",
+    "provisioning",
     "cli",
     "huggingface_hub",
     "httpx",
@@ -128,3 +131,22 @@ def test_no_environment_read_or_print_at_import(path: Path) -> None:
     ]
     allowed = path.name == "hub.py" and "testing" in path.parts
     assert allowed or prints == [], f"print() in library code: {path.name}:{prints}"
+
+
+def test_import_modelctl_is_cheap_and_provision_is_lazy() -> None:
+    """``import modelctl`` loads no HTTP client; ``modelctl.provision`` brings it on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, modelctl\n"
+        "heavy = ('huggingface_hub', 'httpx2', 'modelctl.sync', 'modelctl.fetch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from modelctl.provisioning import download_plan, provision\n"
+        "assert modelctl.provision is provision and modelctl.download_plan is download_plan\n"
+        "print('modelctl.sync' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
+    ).stdout.split()
+    assert out == ["[]", "True"]

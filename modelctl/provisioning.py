@@ -1,0 +1,199 @@
+"""The in-process entry point for applications: plan, download what is missing, load.
+
+An application's start-up in three lines::
+
+    import modelctl
+
+    models = modelctl.provision("modelctl.lock", listener=on_event)  # plan + sync
+    llm = models.load_llama("llm")                                   # verified paths only
+
+:func:`provision` does what ``modelctl sync --frozen`` does (or ``sync --locked`` when a
+manifest is given), sending the same events to ``listener`` (an object with ``on_event``
+or a plain callable), and returns :class:`modelctl.runtime.LockedModels` over the synced
+files. :func:`download_plan` is the dry run: what ``modelctl plan`` shows, nothing fetched.
+
+This module lives beside the runtime, not in it: :mod:`modelctl.runtime` never imports
+anything that can reach the network; this one does (lazily, from ``import modelctl``).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelctl import lockfile, ops
+from modelctl.fetch import Transport, default_transport
+from modelctl.plan import DownloadPlan, plan_lock
+from modelctl.progress import Event, NullProgress, ProgressListener
+from modelctl.runtime import LockedModels
+from modelctl.runtime.loader import Verify, find_lock
+from modelctl.settings import Settings, from_env
+from modelctl.store import Store, present_refs
+from modelctl.sync import sync
+from modelctl.types import Lock
+
+PathLike = str | os.PathLike[str]
+#: A listener: anything with ``on_event(event)``, or a plain callable taking the event.
+Listener = ProgressListener | Callable[[Event], object]
+
+
+class CallableListener:
+    """Adapts ``fn(event)`` to the :class:`~modelctl.progress.ProgressListener` protocol."""
+
+    def __init__(self, fn: Callable[[Event], object]) -> None:
+        self.fn = fn
+
+    def on_event(self, event: Event) -> None:
+        self.fn(event)
+
+
+def as_listener(listener: Listener | None) -> ProgressListener:
+    if listener is None:
+        return NullProgress()
+    if callable(getattr(listener, "on_event", None)):
+        return listener  # type: ignore[return-value]
+    if callable(listener):
+        return CallableListener(listener)
+    raise TypeError(
+        f"listener must have an on_event(event) method or be callable, not {type(listener)!r}"
+    )
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """What one call works on: the lock, where it came from, settings and the store."""
+
+    lock: Lock
+    lock_path: Path
+    settings: Settings
+    target: Path | None
+    cache_dir: Path | None
+
+    def store(self) -> Store:
+        if self.target is not None:
+            return ops.make_store(self.settings, self.target)
+        settings = self.settings
+        if self.cache_dir is not None:
+            settings = Settings(settings.endpoint, settings.token, settings.offline, self.cache_dir)
+        return ops.make_store(settings, None)
+
+
+def _path(p: PathLike | None) -> Path | None:
+    return None if p is None else Path(p).expanduser()
+
+
+def open_project(
+    lock: PathLike | None,
+    manifest: PathLike | None,
+    *,
+    target: PathLike | None,
+    cache_dir: PathLike | None,
+    offline: bool,
+    env: Mapping[str, str],
+    cwd: Path,
+) -> Provisioning:
+    """The lock to provision from.
+
+    - ``manifest`` given: its lockfile (``lock``, else beside it) must be up to date with
+      it, else :class:`~modelctl.errors.StaleLockError` (run ``modelctl lock``): start-up
+      never re-resolves. The manifest's ``endpoint:`` is used.
+    - only ``lock``: that lockfile as it is (``sync --frozen``).
+    - neither: $MODELCTL_LOCK, else ``modelctl.lock`` in ``cwd`` or above, as
+      :func:`modelctl.runtime.open_lock` finds it.
+    """
+    endpoint: str | None = None
+    if manifest is not None:
+        project = ops.find_project(_path(manifest), _path(lock), env, cwd)
+        m = ops.read_manifest(project)
+        current, lock_path, endpoint = ops.check(project, m), project.lock_path, m.endpoint
+    else:
+        lock_path = _path(lock) or find_lock(env, cwd)
+        current = lockfile.load(lock_path)
+    target_path = _path(target)
+    if target_path is None and env.get("MODELCTL_TARGET"):
+        target_path = Path(env["MODELCTL_TARGET"])
+    settings = from_env(env, manifest_endpoint=endpoint, offline=offline)
+    return Provisioning(current, lock_path, settings, target_path, _path(cache_dir))
+
+
+def proxies_of(env: Mapping[str, str]) -> dict[str, str]:
+    """Proxies as :func:`urllib.request.getproxies` reports them, from ``env``."""
+    if env is os.environ:
+        return urllib.request.getproxies()
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        key = name.lower()
+        if value and key.endswith("_proxy"):
+            found[key.removesuffix("_proxy")] = value
+    return found
+
+
+def download_plan(
+    lock: PathLike | None = None,
+    *,
+    manifest: PathLike | None = None,
+    target: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DownloadPlan:
+    """The dry run: every locked file, its size, and whether it is already here.
+
+    Never connects and never writes. Presence is judged as ``modelctl plan`` judges it
+    (the final path exists with the locked size); :func:`provision` then verifies
+    content before trusting a file. ``plan.needs_download()`` tells whether
+    :func:`provision` would download anything. Arguments as for :func:`provision`.
+    """
+    env = os.environ if env is None else env
+    p = open_project(
+        lock, manifest, target=target, cache_dir=cache_dir, offline=True, env=env, cwd=Path.cwd()
+    )
+    return plan_lock(p.lock, present_refs(p.store(), list(p.lock.files())))
+
+
+def provision(
+    lock: PathLike | None = None,
+    *,
+    manifest: PathLike | None = None,
+    target: PathLike | None = None,
+    offline: bool = False,
+    listener: Listener | None = None,
+    jobs: int | None = None,
+    cache_dir: PathLike | None = None,
+    verify: Verify = "fast",
+    env: Mapping[str, str] | None = None,
+    transport: Transport | None = None,
+) -> LockedModels:
+    """Plan, download exactly the missing locked files (verified), and open them for loading.
+
+    ``lock``: the lockfile (default $MODELCTL_LOCK, else modelctl.lock here or above).
+    ``manifest``: check the lock against it first (stale: StaleLockError, exit code 1).
+    ``target``: a plain tree ``DIR/<asset>/<path>`` (default $MODELCTL_TARGET) instead of
+    the HF cache (``cache_dir``, else $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub).
+    ``offline`` (or HF_HUB_OFFLINE=1): never connect; OfflineError names what is missing.
+    ``listener``: receives DownloadPlanReady, then FileStarted / FileProgress / FileDone
+    (each followed by AggregateProgress) per downloaded file, then SyncFinished; an
+    object with ``on_event(event)`` or a plain callable. Files already here send no file
+    events. Called from worker threads, one event at a time.
+    ``jobs``: parallel downloads (default min(8, files)). ``verify``: as for
+    :func:`modelctl.runtime.open_lock`. ``env``: the environment to read (default
+    ``os.environ``: HF_ENDPOINT, HF_TOKEN, HF_HOME, proxies, ...). ``transport``: for
+    tests; by default the stdlib client, or huggingface_hub's session when a proxy is set,
+    as the CLI does.
+
+    Raises the :mod:`modelctl.errors` errors ``modelctl sync`` exits with; nothing is
+    left at a final path unless it was verified.
+    """
+    if verify not in ("fast", "full", "none"):
+        raise ValueError(f"verify must be 'fast', 'full' or 'none', not {verify!r}")
+    env = os.environ if env is None else env
+    p = open_project(
+        lock, manifest, target=target, cache_dir=cache_dir, offline=offline, env=env, cwd=Path.cwd()
+    )
+    if transport is None and not p.settings.offline:
+        transport = default_transport(proxies_of(env))
+    store = p.store()
+    sync(p.lock, store, p.settings, jobs=jobs, listener=as_listener(listener), transport=transport)
+    return LockedModels(p.lock, p.lock_path, store, verify)
