@@ -1,7 +1,10 @@
 """Render sync progress events: a live display on a TTY, plain lines otherwise, or NDJSON.
 
 - :class:`TtyProgress` (stderr is a terminal): one aggregate bar (bytes, rate, ETA, files
-  n/m) and a line per active file, redrawn in place at most 10 times a second.
+  n/m) and a line per active file, redrawn in place at most 10 times a second. Every
+  line it writes fits the terminal's width (read at each redraw): a wrapped line would
+  take two rows and break the cursor-up redraw. The bar shrinks first, then the least
+  needed parts go, and names are shortened in the middle.
 - :class:`PlainProgress` (logs, Docker builds): a line every few seconds and one per file
   done; nothing is redrawn.
 - :class:`JsonProgress` (``--json``): one JSON object per event and line, on stdout.
@@ -12,8 +15,10 @@ Events arrive one at a time (the tracker serializes them) but from worker thread
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, TextIO
 
 from modelctl.cli.format import human_bytes
@@ -30,6 +35,9 @@ from modelctl.progress import (
 )
 
 BAR_WIDTH: Final = 28
+MIN_BAR_WIDTH: Final = 8
+MIN_WIDTH: Final = 20  # narrower terminals are treated as this wide
+ELLIPSIS: Final = "…"
 TTY_REDRAW_S: Final = 0.1
 PLAIN_EVERY_S: Final = 5.0
 MAX_ACTIVE_SHOWN: Final = 8
@@ -39,10 +47,13 @@ def rate_text(bytes_per_s: float) -> str:
     return f"{bytes_per_s / 1e6:.1f} MB/s"
 
 
+MAX_ETA_S: Final = 100 * 3600 - 1  # longer than that is no estimate worth a column
+
+
 def eta_text(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not seconds <= MAX_ETA_S:  # None, NaN, inf, or days away
         return "--:--"
-    s = int(seconds + 0.5)
+    s = int(max(seconds, 0.0) + 0.5)
     return (
         f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
     )
@@ -64,6 +75,33 @@ def summary_line(event: SyncFinished) -> str:
     tail = f"; {event.files_present} already present"
     failed = f"; {event.files_failed} failed" if event.files_failed else ""
     return f"{head}{tail}{failed}; files in {event.location}"
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` shortened to ``width`` characters by cutting out its middle."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[:width]
+    head = (width - 1) // 2
+    tail = width - 1 - head
+    return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
+
+
+def terminal_width(out: TextIO) -> int:
+    """Columns of the terminal ``out`` writes to (80 if it cannot be told)."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size((80, 24)).columns
+
+
+def first_fitting(candidates: Sequence[str], width: int) -> str:
+    """The first candidate that fits ``width``, else the last one cut to fit."""
+    for text in candidates:
+        if len(text) <= width:
+            return text
+    return fit(candidates[-1], width)
 
 
 class _Rate:
@@ -130,9 +168,15 @@ class PlainProgress:
 class TtyProgress:
     """A live display on a terminal, redrawn in place (ANSI cursor movement)."""
 
-    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        clock: Callable[[], float] = time.monotonic,
+        width: Callable[[], int] | None = None,
+    ) -> None:
         self._out = out
         self._clock = clock
+        self._width = width if width is not None else (lambda: terminal_width(out))
         self._rate = _Rate(clock)
         self._active: dict[PlannedFile, tuple[int, int | None]] = {}
         self._aggregate: AggregateProgress | None = None
@@ -170,10 +214,15 @@ class TtyProgress:
             return
         self._draw(force)
 
+    def _columns(self) -> int:
+        # One column spare: a line that fills the last column leaves some terminals with
+        # the cursor pending a wrap, which moves the redraw down a row.
+        return max(MIN_WIDTH, self._width()) - 1
+
     def _print(self, text: str) -> None:
         """A permanent line above the live display."""
         self._clear()
-        self._out.write(text + "\n")
+        self._out.write(fit(text, self._columns()) + "\n")
         self._out.flush()
 
     def _clear(self) -> None:
@@ -186,21 +235,47 @@ class TtyProgress:
         if not force and now - self._last_draw < TTY_REDRAW_S:
             return
         self._last_draw = now
+        width = self._columns()
         lines = []
         if self._aggregate is not None:
-            lines.append(
-                _aggregate_text(self._aggregate, self._rate.of(self._aggregate.bytes_transferred))
-            )
+            rate = self._rate.of(self._aggregate.bytes_transferred)
+            lines.append(aggregate_line(self._aggregate, rate, width))
         shown = list(self._active.items())[:MAX_ACTIVE_SHOWN]
         for f, (done, total) in shown:
-            pct = f"{100 * done / total:5.1f}%" if total else "     "
-            lines.append(f"  {pct} {_name(f)} {human_bytes(done)}/{human_bytes(total)}")
+            lines.append(file_line(f, done, total, width))
         if len(self._active) > len(shown):
-            lines.append(f"  ... and {len(self._active) - len(shown)} more")
+            lines.append(fit(f"  ... and {len(self._active) - len(shown)} more", width))
         self._clear()
         self._out.write("".join(line + "\x1b[K\n" for line in lines))
         self._out.flush()
         self._drawn_lines = len(lines)
+
+
+def aggregate_line(a: AggregateProgress, rate: float, width: int) -> str:
+    """The aggregate within ``width``: the bar shrinks (to MIN_BAR_WIDTH), then goes; then
+    the rate, the ETA and the word "files" go; bytes and n/m stay as long as they fit."""
+    remaining = a.total_bytes - a.bytes_downloaded
+    eta = f"ETA {eta_text(remaining / rate if rate > 0 else None)}"
+    size = f"{human_bytes(a.bytes_downloaded)}/{human_bytes(a.total_bytes)}"
+    files = f"files {a.files_complete}/{a.files_total}"
+    count = f"{a.files_complete}/{a.files_total}"
+    full = f"{size} {rate_text(rate)} {eta} {files}"
+    room = width - len(full) - 3  # "[" + "]" + " "
+    if room >= MIN_BAR_WIDTH:
+        return f"{bar(a.bytes_downloaded, a.total_bytes, min(BAR_WIDTH, room))} {full}"
+    return first_fitting(
+        [full, f"{size} {eta} {files}", f"{size} {files}", f"{size} {count}", count], width
+    )
+
+
+def file_line(f: PlannedFile, done: int, total: int | None, width: int) -> str:
+    """``  pct name done/total``, the name shortened in the middle to fit ``width``."""
+    pct = f"{100 * done / total:5.1f}%" if total else "     "
+    sizes = f"{human_bytes(done)}/{human_bytes(total)}"
+    room = width - len(pct) - len(sizes) - 4
+    if room >= 8:
+        return f"  {pct} {fit(_name(f), room)} {sizes}"
+    return fit(f"  {pct} {_name(f)}", width)
 
 
 def _aggregate_text(a: AggregateProgress, rate: float) -> str:
