@@ -2,7 +2,10 @@
 
 Presets (``kind``):
 
-- ``files`` (default) and ``stt``: ``repo`` + ``files`` (paths or globs).
+- ``files`` (default): ``repo`` + ``files`` (paths or globs).
+- ``stt``: the same, for a CTranslate2 Whisper folder (faster-whisper); ``files``
+  defaults to :data:`STT_DEFAULT_FILES` (the layout of Systran/faster-whisper-*; add
+  ``preprocessor_config.json`` for models that ship one, e.g. large-v3).
 - ``gguf``: one ``file`` (role ``model``) plus an optional ``tokenizer`` block naming
   another repo and its files (role ``tokenizer``; default files tokenizer.json and
   tokenizer_config.json). No block, ``tokenizer: null`` or an empty ``repo``: none.
@@ -36,6 +39,7 @@ DEFAULT_REVISION: Final = "main"
 KOKORO_REPO: Final = "onnx-community/Kokoro-82M-v1.0-ONNX"
 KOKORO_DEFAULT_VARIANT: Final = "quantized"
 GGUF_TOKENIZER_FILES: Final = ("tokenizer.json", "tokenizer_config.json")
+STT_DEFAULT_FILES: Final = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 SCHEMA: Final = "manifest.schema.json"
 
 
@@ -69,7 +73,8 @@ def _expand(name: str, spec: dict[str, Any], doc: YamlDoc) -> Asset:
     repo_type = cast(RepoType, spec.get("repo_type", "model"))
     sources: list[Source]
     if kind in ("files", "stt"):
-        requests = tuple(FileRequest(p, ROLE_FILE) for p in spec["files"])
+        files = spec.get("files", list(STT_DEFAULT_FILES))  # the schema requires it for files
+        requests = tuple(FileRequest(p, ROLE_FILE) for p in files)
         sources = [Source(spec["repo"], repo_type, revision, requests)]
     elif kind == "gguf":
         sources = [

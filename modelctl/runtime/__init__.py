@@ -6,8 +6,10 @@ size (``verify="fast"``, plus the record written by ``modelctl sync`` when there
 or with the locked content hash (``verify="full"``). Nothing here imports huggingface_hub
 or any HTTP client: a missing file is an error naming ``modelctl sync`` as the fix.
 
-The loaders (``load_llama``, ``load_tokenizer``, ``load_onnx``, ``load_kokoro``) import
-their runtime lazily, so ``import modelctl.runtime`` costs nothing extra.
+The loaders (``load_llama``, ``load_tokenizer``, ``load_onnx``, ``load_kokoro``,
+``load_whisper``) import their runtime lazily, so ``import modelctl.runtime`` costs
+nothing extra. (faster-whisper imports huggingface_hub itself; ``load_whisper`` hands it
+a folder of the locked files only, with ``local_files_only=True``: it never downloads.)
 """
 
 from modelctl.runtime.loader import (
@@ -18,6 +20,7 @@ from modelctl.runtime.loader import (
     UnknownAssetError,
     open_lock,
 )
+from modelctl.runtime.whisper import WhisperPaths
 
 __all__ = [
     "GgufPaths",
@@ -25,5 +28,6 @@ __all__ = [
     "LockedModels",
     "NotSyncedError",
     "UnknownAssetError",
+    "WhisperPaths",
     "open_lock",
 ]

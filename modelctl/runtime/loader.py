@@ -13,6 +13,7 @@ from modelctl.digest import digest_file
 from modelctl.errors import InputError, VerificationError
 from modelctl.paths import find_upwards
 from modelctl.record import FileStamp, read_record
+from modelctl.runtime.whisper import FOLDER_FILES, MODEL_FILE, WhisperPaths, missing_files
 from modelctl.settings import hf_cache_dir
 from modelctl.store import HfCacheStore, Store, TargetStore
 from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef, Lock
@@ -168,6 +169,37 @@ class LockedModels:
         voices = {Path(r.path).stem: self._checked(r) for r in self._role(asset, ROLE_VOICE)}
         return KokoroPaths(self._checked(models[0]), self._checked(tokenizers[0]), voices)
 
+    def whisper(self, asset: str) -> WhisperPaths:
+        """The CTranslate2 Whisper folder of an asset: the locked ``model.bin`` and the
+        locked files beside it that faster-whisper reads (nothing else)."""
+        refs = self._refs(asset)
+        models = [r for r in refs if r.path.rsplit("/", 1)[-1] == MODEL_FILE]
+        if len(models) != 1:
+            raise UnknownAssetError(
+                f"asset {asset!r} is not a Whisper (CTranslate2) asset: it locks "
+                f"{len(models)} model.bin files, expected exactly one",
+                where=str(self.lock_path),
+                hint="locked files: " + ", ".join(r.path for r in refs),
+            )
+        folder = models[0].path.rpartition("/")[0]
+        prefix = f"{folder}/" if folder else ""
+        beside = {
+            r.path.removeprefix(prefix): r
+            for r in refs
+            if r.path.startswith(prefix) and r.path.removeprefix(prefix) in FOLDER_FILES
+        }
+        missing = missing_files(set(beside))
+        if missing:
+            raise UnknownAssetError(
+                f"asset {asset!r} lacks locked Whisper files beside {models[0].path}: "
+                + ", ".join(missing),
+                where=str(self.lock_path),
+                hint="add them to the asset's `files:` (kind: stt locks model.bin, "
+                "config.json, tokenizer.json and vocabulary.txt by default), then "
+                "`modelctl lock` and `modelctl sync`",
+            )
+        return WhisperPaths(folder, {name: self._checked(r) for name, r in beside.items()})
+
     def _checked(self, ref: FileRef) -> Path:
         done = self._verified.get(ref)
         if done is not None:
@@ -286,3 +318,14 @@ class LockedModels:
         from modelctl.runtime.kokoro import Kokoro
 
         return Kokoro.from_paths(self.kokoro(asset))
+
+    def load_whisper(self, asset: str, **kwargs: Any) -> Any:
+        """``faster_whisper.WhisperModel`` on the asset's locked CTranslate2 folder.
+
+        Opens exactly the locked files (see :meth:`whisper`), never the network;
+        ``kwargs`` go to WhisperModel (``device``, ``compute_type``, ``cpu_threads``, ...).
+        Needs the ``stt`` extra (faster-whisper).
+        """
+        from modelctl.runtime.whisper import load_whisper_files
+
+        return load_whisper_files(self.whisper(asset), **kwargs)

@@ -21,6 +21,25 @@ def test_generic_form_defaults() -> None:
     assert [r.is_glob for r in src.requests] == [False, True]
 
 
+def test_stt_preset_defaults_to_the_ctranslate2_whisper_folder() -> None:
+    m = parse_manifest("assets:\n  stt:\n    kind: stt\n    repo: Systran/faster-whisper-tiny.en\n")
+    (src,) = m.assets[0].sources
+    assert [r.pattern for r in src.requests] == [
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    ]
+    explicit = parse_manifest(
+        "assets:\n  stt:\n    kind: stt\n    repo: org/w\n"
+        "    files: [model.bin, config.json, tokenizer.json, vocabulary.json, "
+        "preprocessor_config.json]\n"
+    )
+    assert len(explicit.assets[0].sources[0].requests) == 5
+    with pytest.raises(ManifestError, match="files"):
+        parse_manifest("assets:\n  x:\n    repo: org/w\n")  # kind: files still needs files
+
+
 def test_gguf_preset_with_tokenizer_repo() -> None:
     m = parse_manifest(
         """
