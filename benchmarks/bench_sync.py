@@ -60,8 +60,13 @@ MODELCTL_SCRIPT = textwrap.dedent(
     assert Path(sys.modules["modelctl"].__file__).resolve().parents[1] == Path(
         os.environ["PYTHONPATH"]
     ).resolve(), sys.modules["modelctl"].__file__
+    try:  # since sync takes a Source; --baseline may race an older tree
+        from modelctl.hub_source import HubSource
+        source = HubSource(settings, jobs=jobs)
+    except ImportError:
+        source = settings
     t = time.perf_counter()
-    sync(lock, HfCacheStore(settings.hf_cache), settings, jobs=jobs)
+    sync(lock, HfCacheStore(settings.hf_cache), source, jobs=jobs)
     print(time.perf_counter() - t)
     """
 )

@@ -47,12 +47,13 @@ from modelctl.errors import (
     VerificationError,
 )
 from modelctl.filelock import Cancelled, exclusive
+from modelctl.partial import Mismatch, PartialFile
 from modelctl.paths import check_relpath
-from modelctl.plan import PlannedFile, plan_lock
-from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
-from modelctl.record import FileStamp, Record, check_local, write_record
+from modelctl.plan import PlannedFile
+from modelctl.presence import check_local, presence
+from modelctl.progress import ProgressListener, ProgressTracker
 from modelctl.store import Store, check_writable
-from modelctl.sync import DEFAULT_MAX_JOBS, inspect, set_refs
+from modelctl.sync import sync
 from modelctl.types import FileRef, Lock
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "BundleIndex",
     "BundleInstalled",
     "BundleMismatchError",
+    "BundleSource",
     "BundleWritten",
     "IndexEntry",
     "install_bundle",
@@ -259,14 +261,13 @@ def write_bundle(lock: Lock, store: Store, out: Path) -> BundleWritten:
 def _require_present(refs: Sequence[FileRef], store: Store) -> None:
     problems = []
     for ref in refs:
-        path = store.final_path(ref)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            problems.append(f"{_where(ref)} (missing) at {path}")
-            continue
-        if ref.size is not None and size != ref.size:
-            problems.append(f"{_where(ref)} (wrong size: {size}, locked {ref.size}) at {path}")
+        seen = presence(store, ref)
+        if seen.state == "missing":
+            problems.append(f"{ref.label()} (missing) at {seen.path}")
+        elif seen.state == "wrong-size":
+            problems.append(
+                f"{ref.label()} (wrong size: {seen.size}, locked {ref.size}) at {seen.path}"
+            )
     if problems:
         raise VerificationError(
             f"cannot bundle: {len(problems)} of {len(refs)} locked file(s) are not on disk "
@@ -342,7 +343,7 @@ def _add_file(tar: tarfile.TarFile, member: str, ref: FileRef, store: Store) -> 
     if actual != ref.digest:
         raise VerificationError(
             "cannot bundle: a local file differs from the lock",
-            where=f"{_where(ref)} at {path}",
+            where=f"{ref.label()} at {path}",
             expected=str(ref.digest),
             actual=str(actual),
             hint="run `modelctl verify` and `modelctl sync` to repair it; nothing was written",
@@ -370,36 +371,46 @@ def install_bundle(
     listener: ProgressListener | None = None,
     cancel: threading.Event | None = None,
 ) -> BundleInstalled:
-    """Install the files of ``lock`` from a bundle into ``store``, as a sync would.
+    """Install the files of ``lock`` from a bundle into ``store``: a sync whose source is
+    the bundle (:class:`BundleSource`).
 
     Never opens a network connection. Refuses (BundleMismatchError) a bundle made from
     another lock and (BundleError) damaged or unsafe archives, or one missing a needed
     file; bytes that differ from the lock raise IntegrityError, and nothing unverified is
     ever left at a final path. Progress goes to ``listener`` as sync's events.
     """
-    cancel = cancel if cancel is not None else threading.Event()
     name = str(source) if isinstance(source, Path) else str(getattr(source, "name", "<stream>"))
     with _opened(source, name) as raw, _BundleReader(raw, name) as reader:
         index = reader.header(lock)
-        refs = list(dict.fromkeys(lock.files()))
-        check_writable(store, refs)  # as sync: before anything is written (inspect writes records)
-        present = inspect(store, refs, DEFAULT_MAX_JOBS, cancel)
-        plan = plan_lock(lock, present)
-        location = str(store.root)
-        tracker = ProgressTracker(listener or NullProgress(), plan, location)
-        todo = plan.to_download()
-        installed: list[FileRef] = []
-        try:
-            for ref in present:
-                store.link(ref)
-            _require_listed(index, todo, name)
-            installed = reader.install(todo, store, tracker, cancel)
-            set_refs(lock, store)
-        finally:
-            finished = tracker.finished(len(plan.files) - len(todo), location)
+        result = sync(lock, store, BundleSource(reader), listener=listener, cancel=cancel)
     return BundleInstalled(
-        location, index.lock_sha256, tuple(installed), len(present), finished.bytes_transferred
+        result.location,
+        index.lock_sha256,
+        tuple(pf.ref for pf in result.downloaded),
+        result.files_present,
+        result.bytes_transferred,
     )
+
+
+class BundleSource:
+    """A bundle as a sync source: its members read once, in archive order (a tar streams).
+
+    Every remaining member is read and checked, also those not needed; a needed file the
+    index does not list is refused before anything is written.
+    """
+
+    def __init__(self, reader: _BundleReader) -> None:
+        self.reader = reader
+
+    def fetch(
+        self,
+        todo: Sequence[PlannedFile],
+        store: Store,
+        tracker: ProgressTracker,
+        cancel: threading.Event,
+    ) -> list[PlannedFile]:
+        _require_listed(self.reader.index, todo, self.reader.name)
+        return self.reader.install(todo, store, tracker, cancel)
 
 
 @contextlib.contextmanager
@@ -426,7 +437,7 @@ def _require_listed(index: BundleIndex, todo: Sequence[PlannedFile], name: str) 
         raise BundleError(
             f"the bundle lacks {len(lacking)} file(s) the lock needs",
             where=name,
-            details=tuple(_where(pf.ref) for pf in lacking),
+            details=tuple(pf.ref.label() for pf in lacking),
             hint="make the bundle again with `modelctl bundle` from a complete sync",
         )
 
@@ -532,12 +543,12 @@ class _BundleReader:
         store: Store,
         tracker: ProgressTracker,
         cancel: threading.Event,
-    ) -> list[FileRef]:
+    ) -> list[PlannedFile]:
         """Read every remaining member (checking each), installing the needed ones."""
         wanted: dict[str, list[PlannedFile]] = {}
         for pf in todo:
             wanted.setdefault(member_name(pf.ref.digest), []).append(pf)
-        installed: list[FileRef] = []
+        installed: list[PlannedFile] = []
         seen: set[str] = set()
         while (member := self._next()) is not None:
             if cancel.is_set():
@@ -556,7 +567,7 @@ class _BundleReader:
             raise BundleError(
                 f"the bundle ends without {len(wanted)} file(s) its index lists",
                 where=self.name,
-                details=tuple(_where(pf.ref) for g in wanted.values() for pf in g),
+                details=tuple(pf.ref.label() for g in wanted.values() for pf in g),
                 hint="the bundle is truncated: copy it again, or make it again with "
                 "`modelctl bundle`",
             )
@@ -589,7 +600,7 @@ class _BundleReader:
         store: Store,
         tracker: ProgressTracker,
         cancel: threading.Event,
-    ) -> list[FileRef]:
+    ) -> list[PlannedFile]:
         """Write one content to every place that needs it: streamed from the archive into
         the first, copied (and hashed again) from there into the others."""
         where = f"{self.name}:{member.name}"
@@ -611,7 +622,7 @@ class _BundleReader:
         by_content: dict[Path, list[PlannedFile]] = {}
         for pf in group:
             by_content.setdefault(store.content_path(pf.ref), []).append(pf)
-        installed: list[FileRef] = []
+        installed: list[PlannedFile] = []
         placed: Path | None = None  # a verified copy of this content, once there is one
         for content, pfs in by_content.items():
             first = pfs[0]
@@ -630,7 +641,7 @@ class _BundleReader:
                             f = stack.enter_context(_open_local(placed))
                             read, origin = _local_reader(f, placed), str(placed)
                         _write_verified(read, first, member.size, origin, store, tracker, cancel)
-                    installed.extend(pf.ref for pf in pfs)
+                    installed.extend(pfs)
                 placed = placed or content
                 for pf in pfs:
                     store.link(pf.ref)
@@ -677,63 +688,37 @@ def _write_verified(
     tracker: ProgressTracker,
     cancel: threading.Event,
 ) -> None:
-    """partial file <- hashed bytes; checked against the lock; renamed; recorded.
+    """A fresh partial file <- hashed bytes; checked against the lock; renamed; recorded.
 
     Called with the content's lock held. A failure removes the partial file: unlike a
     download, there is nothing to resume, the archive is read again from the start.
     """
     ref = pf.ref
-    partial = store.partial_path(ref)
-    content = store.content_path(ref)
-    hasher = new_hasher(ref.digest.algorithm, size)
-    done = 0
+    part = PartialFile.create(store.partial_path(ref), ref.digest, size)
     try:
+        while part.offset < size:
+            if cancel.is_set():
+                raise Cancelled()
+            data = read(min(CHUNK, size - part.offset))
+            if not data:
+                break
+            part.append(data)
+            tracker.advanced(pf, part.offset, len(data))
         try:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            # A fresh file of our own (we hold its lock): whatever had this name, even a
-            # symlink or a hard link planted there, is removed, never written through.
-            # 0o666 minus the umask, as sync's downloads: a shared cache stays group-readable.
-            partial.unlink(missing_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            fd = os.open(partial, flags, 0o666)
-            with os.fdopen(fd, "wb") as out:
-                while done < size:
-                    if cancel.is_set():
-                        raise Cancelled()
-                    data = read(min(CHUNK, size - done))
-                    if not data:
-                        break
-                    hasher.update(data)
-                    out.write(data)
-                    done += len(data)
-                    tracker.advanced(pf, done, len(data))
-        except OSError as exc:
-            raise StorageError(
-                f"cannot write a file from the bundle: {exc.strerror}", where=str(partial)
-            ) from exc
-        actual = Digest(ref.digest.algorithm, hasher.hexdigest())
-        if done != size or actual != ref.digest:
+            part.commit(store.content_path(ref), store.record_path(ref))
+        except Mismatch as exc:
             raise IntegrityError(
                 "bundled bytes do not match the locked digest; nothing was installed",
-                where=f"{where} for {_where(ref)}",
-                expected=str(ref.digest),
-                actual=str(actual) if done == size else f"{done} of {size} bytes",
+                where=f"{where} for {ref.label()}",
+                expected=str(ref.digest) if part.offset == size else exc.expected,
+                actual=exc.actual,
                 hint="the bundle is damaged or was altered: copy it again, or make it again "
                 "with `modelctl bundle`",
-            )
-        try:
-            os.replace(partial, content)
-            stamp = FileStamp.of(content.stat())
-        except OSError as exc:
-            raise StorageError(
-                f"cannot move a file from the bundle into place: {exc.strerror}",
-                where=str(content),
-            ) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            # Gone after the rename; otherwise a failed or partial copy, never left behind.
-            partial.unlink()
-    write_record(store.record_path(ref), Record(ref.digest, stamp, None))
+            ) from None
+    except BaseException:
+        # Never left behind: a failed or partial copy is read again from the bundle.
+        part.discard()
+        raise
 
 
 def lock_differences(ours: Lock, theirs: Lock) -> tuple[str, ...]:
@@ -772,7 +757,3 @@ def lock_differences(ours: Lock, theirs: Lock) -> tuple[str, ...]:
     if not lines:
         lines.append("same assets and files; the manifest hash or lock version differs")
     return tuple(lines)
-
-
-def _where(ref: FileRef) -> str:
-    return f"{ref.asset}: {ref.repo_id}@{ref.commit}:{ref.path}"

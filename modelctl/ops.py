@@ -17,9 +17,10 @@ from modelctl.lockfile import LockDiff
 from modelctl.manifest import load_manifest
 from modelctl.paths import find_upwards
 from modelctl.plan import DownloadPlan, plan_lock
+from modelctl.presence import present_refs
 from modelctl.resolve import resolve
 from modelctl.settings import Settings
-from modelctl.store import HfCacheStore, Store, TargetStore, present_refs
+from modelctl.store import HfCacheStore, Store, TargetStore
 from modelctl.types import Lock, Manifest
 
 MANIFEST_NAME = "modelctl.yaml"

@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl import lockfile, ops
-from modelctl.fetch import Transport, default_transport
+from modelctl.http import Transport, default_transport
+from modelctl.hub_source import HubSource
 from modelctl.plan import DownloadPlan, plan_lock
+from modelctl.presence import present_refs
 from modelctl.progress import Event, NullProgress, ProgressListener
 from modelctl.runtime import LockedModels
 from modelctl.runtime.loader import Verify, find_lock
 from modelctl.settings import Settings, from_env
-from modelctl.store import Store, present_refs
+from modelctl.store import Store
 from modelctl.sync import sync
 from modelctl.types import Lock
 
@@ -195,5 +197,6 @@ def provision(
     if transport is None and not p.settings.offline:
         transport = default_transport(proxies_of(env))
     store = p.store()
-    sync(p.lock, store, p.settings, jobs=jobs, listener=as_listener(listener), transport=transport)
+    source = HubSource(p.settings, jobs=jobs, transport=transport)
+    sync(p.lock, store, source, jobs=jobs, listener=as_listener(listener))
     return LockedModels(p.lock, p.lock_path, store, verify)

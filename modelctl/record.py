@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Final
 
 from modelctl.digest import Digest, Hasher, new_hasher
-from modelctl.errors import StorageError
 from modelctl.paths import storage_error
 
 RECORD_VERSION: Final = 1
@@ -119,65 +118,3 @@ def hash_file(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Dig
             for h in hashers.values():
                 h.update(view[:n])
     return {a: Digest(a, h.hexdigest()) for a, h in hashers.items()}
-
-
-@dataclass(frozen=True)
-class LocalCheck:
-    """What is on disk for one locked file, compared with the lock."""
-
-    status: str  # "ok", "missing", "wrong-size", "wrong-content"
-    how: str  # "record" (trusted), "blake3" or the lock's algorithm (hashed now), or ""
-    actual: str | None = None  # the size or digest found, for messages
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def check_local(
-    path: Path, digest: Digest, size: int | None, record_path: Path, *, full: bool = False
-) -> LocalCheck:
-    """Is ``path`` the locked content? Cheap when a record vouches for it.
-
-    - no file, or another size: not ok (no hashing);
-    - a record for this digest and this exact size/mtime/inode: ok, unless ``full``;
-    - a record with a blake3, and the file changed or ``full``: blake3 compared;
-    - no usable record: the lock's own digest computed (with blake3, for the record).
-
-    A successful hash writes a fresh record. Raises StorageError if the file cannot be
-    read for another reason than being absent.
-    """
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return LocalCheck("missing", "")
-    except OSError as exc:
-        raise StorageError(f"cannot read {path.name}: {exc.strerror}", where=str(path)) from exc
-    if size is not None and st.st_size != size:
-        return LocalCheck("wrong-size", "", f"{st.st_size} bytes")
-    stamp = FileStamp.of(st)
-    record = read_record(record_path)
-    if record is not None and record.digest == digest:
-        if record.stamp == stamp and not full:
-            return LocalCheck("ok", "record")
-        if record.blake3 is not None:
-            actual = _hash(path, ("blake3",), st.st_size)["blake3"]
-            if actual != record.blake3:
-                return LocalCheck("wrong-content", "blake3", str(actual))
-            if record.stamp != stamp:
-                write_record(record_path, Record(digest, stamp, record.blake3))
-            return LocalCheck("ok", "blake3")
-    found = _hash(path, (digest.algorithm, "blake3"), st.st_size)
-    if found[digest.algorithm] != digest:
-        if record is not None:
-            drop_record(record_path)
-        return LocalCheck("wrong-content", digest.algorithm, str(found[digest.algorithm]))
-    write_record(record_path, Record(digest, stamp, found["blake3"]))
-    return LocalCheck("ok", digest.algorithm)
-
-
-def _hash(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Digest]:
-    try:
-        return hash_file(path, algorithms, size)
-    except OSError as exc:
-        raise StorageError(f"cannot read {path.name}: {exc.strerror}", where=str(path)) from exc

@@ -224,16 +224,3 @@ def write_small_file(path: Path, text: str) -> None:
             raise
     except OSError as exc:
         raise storage_error(f"cannot write {path.name}", path, exc) from exc
-
-
-def looks_present(store: Store, ref: FileRef) -> bool:
-    """Cheap presence: the final path resolves to a file of the locked size."""
-    try:
-        st = store.final_path(ref).stat()
-    except OSError:
-        return False
-    return ref.size is None or st.st_size == ref.size
-
-
-def present_refs(store: Store, refs: Iterable[FileRef]) -> list[FileRef]:
-    return [r for r in refs if looks_present(store, r)]

@@ -1,15 +1,20 @@
 """Sync: make the machine hold every file of a lock, byte-exact, and change nothing else.
 
+The one skeleton every way of getting bytes goes through; a :class:`Source` only fetches
+the files still missing (:class:`~modelctl.hub_source.HubSource`: parallel HTTP from the
+Hub; :class:`~modelctl.bundle.BundleSource`: a bundle's tar, in order):
+
 0. Refuse a --target tree with a symlink on the way to any file it would write
    (:func:`modelctl.store.check_writable`), before anything is written.
 1. Inspect (local only): a file is present when its content exists with the locked size
    and a record vouches for it; present without a record (placed by another tool), it is
-   hashed once against the locked digest and recorded. No request is made when every
-   file is present.
-2. Plan (pure, :func:`modelctl.plan.plan_lock`) and announce it.
-3. Offline: fail naming every missing file, before any connection.
-4. Fetch what is missing in parallel (largest first), each file under its own lock
-   (:func:`modelctl.fetch.fetch_file`); then link snapshots and write ``refs/<branch>``.
+   hashed once against the locked digest and recorded
+   (:func:`modelctl.presence.check_local`). No request is made when every file is present.
+2. Plan (pure, :func:`modelctl.plan.plan_lock`) and announce it (the progress tracker).
+3. Link the files already present (HF cache snapshots).
+4. The source fetches what is missing, each file under its own lock, through
+   :class:`~modelctl.partial.PartialFile`.
+5. Write ``refs/<branch>``; report SyncFinished (also after a failure).
 
 Ctrl-C sets the cancel event: workers stop after their current chunk, partial files stay
 for the next run, and KeyboardInterrupt propagates.
@@ -17,58 +22,57 @@ for the next run, and KeyboardInterrupt propagates.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import threading
-import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Protocol
 
-from modelctl.errors import ModelctlError, OfflineError
-from modelctl.fetch import FetchContext, RetryPolicy, Transport, default_transport, fetch_file
-from modelctl.filelock import Cancelled
+from modelctl.parallel import DEFAULT_MAX_JOBS, run_parallel
 from modelctl.plan import DownloadPlan, PlannedFile, plan_lock
+from modelctl.presence import check_local
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
-from modelctl.record import check_local
-from modelctl.settings import Settings
 from modelctl.store import Store, check_writable
 from modelctl.types import FileRef, Lock
 
-DEFAULT_MAX_JOBS: Final = 8
-_WAIT_S: Final = 0.2  # how often the main thread wakes up, so Ctrl-C is handled promptly
-DEFAULT_POLICY: Final = RetryPolicy()
 
-T = TypeVar("T")
-R = TypeVar("R")
+class Source(Protocol):
+    """Where the bytes of missing files come from."""
+
+    def fetch(
+        self,
+        todo: Sequence[PlannedFile],
+        store: Store,
+        tracker: ProgressTracker,
+        cancel: threading.Event,
+    ) -> Sequence[PlannedFile]:
+        """Make every file of ``todo`` present and verified in ``store`` (each under its
+        content's lock, written through a PartialFile), reporting to ``tracker``; return
+        the files written by this call. ``todo`` may be empty. Raise a modelctl error if
+        any file cannot be had."""
+        ...
 
 
 @dataclass(frozen=True)
 class SyncResult:
     location: str  # the HF cache folder or the --target tree
     plan: DownloadPlan
-    downloaded: tuple[PlannedFile, ...]
+    downloaded: tuple[PlannedFile, ...]  # written by the source in this run
     files_present: int
     bytes_transferred: int
     seconds: float
 
 
-def default_jobs(files: int) -> int:
-    return max(1, min(DEFAULT_MAX_JOBS, files))
-
-
 def sync(
     lock: Lock,
     store: Store,
-    settings: Settings,
+    source: Source,
     *,
     jobs: int | None = None,
     listener: ProgressListener | None = None,
-    transport: Transport | None = None,
-    policy: RetryPolicy = DEFAULT_POLICY,
     cancel: threading.Event | None = None,
-    record_blake3: bool = False,
 ) -> SyncResult:
-    """Download what is missing from ``store``; raise a modelctl error if anything fails."""
+    """Fetch from ``source`` what is missing from ``store``; raise a modelctl error if
+    anything fails. ``jobs`` bounds the threads that inspect files already there."""
     cancel = cancel if cancel is not None else threading.Event()
     refs = list(dict.fromkeys(lock.files()))
     location = str(store.root)
@@ -76,41 +80,17 @@ def sync(
     present = inspect(store, refs, jobs or DEFAULT_MAX_JOBS, cancel)
     plan = plan_lock(lock, present)
     tracker = ProgressTracker(listener or NullProgress(), plan, location)
-    todo = sorted(plan.to_download(), key=lambda f: -(f.size_bytes or 0))
-    downloaded: list[PlannedFile] = []
+    todo = plan.to_download()
+    written: Sequence[PlannedFile] = ()
     try:
         for ref in present:
             store.link(ref)
-        if todo and settings.offline:
-            raise _offline_error(todo)
-        if todo:
-            ctx = FetchContext(
-                endpoint=settings.endpoint,
-                token=settings.token,
-                # Proxies as the CLI honours them: http.client alone would ignore them.
-                transport=transport
-                if transport is not None
-                else default_transport(urllib.request.getproxies()),
-                policy=policy,
-                record_blake3=record_blake3,
-                cancel=cancel,
-            )
-
-            def one(pf: PlannedFile) -> PlannedFile | None:
-                try:
-                    outcome = fetch_file(pf, store, ctx, tracker)
-                except ModelctlError as exc:
-                    tracker.failed(pf, exc.render())
-                    raise
-                return pf if outcome.downloaded else None
-
-            results = run_parallel(one, todo, jobs or default_jobs(len(todo)), cancel)
-            downloaded = [pf for pf in results if pf is not None]
+        written = source.fetch(todo, store, tracker, cancel)
         set_refs(lock, store)
     finally:
         finished = tracker.finished(len(plan.files) - len(todo), location)
     return SyncResult(
-        location, plan, tuple(downloaded), finished.files_present,
+        location, plan, tuple(written), finished.files_present,
         finished.bytes_transferred, finished.seconds,
     )  # fmt: skip
 
@@ -128,63 +108,6 @@ def inspect(
     # be hashed, and hashlib releases the GIL on large buffers.
     found = run_parallel(ok, refs, max(1, min(jobs, len(refs))), cancel)
     return [r for r in found if r is not None]
-
-
-def run_parallel(
-    fn: Callable[[T], R], items: Iterable[T], jobs: int, cancel: threading.Event
-) -> list[R]:
-    """``[fn(x) for x in items]`` on ``jobs`` threads, results in order.
-
-    Every item runs even if one fails; then the first failure is raised, with the other
-    failures named in its details. On Ctrl-C, ``cancel`` is set, the workers are waited
-    for (they stop within one chunk) and KeyboardInterrupt propagates.
-    """
-    items = list(items)
-    if not items:
-        return []
-    with cf.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelctl") as pool:
-        futures = [pool.submit(fn, x) for x in items]
-        try:
-            pending: set[cf.Future[R]] = set(futures)
-            while pending:
-                _, pending = cf.wait(pending, timeout=_WAIT_S)
-        except KeyboardInterrupt:
-            cancel.set()
-            for f in futures:
-                f.cancel()
-            cf.wait(futures)
-            raise
-    errors = [e for f in futures if (e := f.exception()) is not None]
-    if errors:
-        raise _first_error(errors)
-    return [f.result() for f in futures]
-
-
-def _first_error(errors: list[BaseException]) -> BaseException:
-    # Cancelled outranks everything: someone asked to stop, the rest follows from it.
-    for e in errors:
-        if isinstance(e, Cancelled):
-            return e
-    first = errors[0]
-    if isinstance(first, ModelctlError) and len(errors) > 1:
-        others = tuple(
-            e.render().splitlines()[0] if isinstance(e, ModelctlError) else repr(e)
-            for e in errors[1:]
-        )
-        first.details = (*first.details, *(f"also: {o}" for o in others))
-    return first
-
-
-def _offline_error(todo: Sequence[PlannedFile]) -> OfflineError:
-    names = tuple(
-        f"{f.asset}: {f.ref.repo_id}@{f.ref.commit}:{f.filename}"
-        for f in sorted(todo, key=lambda f: (f.asset, f.filename))
-    )
-    return OfflineError(
-        f"offline mode, and {len(todo)} locked file(s) are not on disk",
-        details=names,
-        hint="run `modelctl sync` once with network access (unset HF_HUB_OFFLINE)",
-    )
 
 
 def set_refs(lock: Lock, store: Store) -> None:

@@ -170,7 +170,12 @@ class FileRef(NamedTuple):
     role: str
 
     def where(self) -> str:
+        """``[datasets/]org/name@commit:path``."""
         return repo_where(self.repo_id, self.repo_type, self.commit, self.path)
+
+    def label(self) -> str:
+        """How every message names this file: ``asset: [datasets/]org/name@commit:path``."""
+        return f"{self.asset}: {self.where()}"
 
 
 @dataclass(frozen=True)

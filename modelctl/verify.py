@@ -1,7 +1,7 @@
 """Verify: are the locked files on disk, where applications look for them, byte-exact?
 
 Checked at each file's final path (the snapshot symlink in the HF cache, the file in a
-``--target`` tree), see :func:`modelctl.record.check_local`:
+``--target`` tree), see :func:`modelctl.presence.check_local`:
 
 - default: size, and the record written after a verified download (the file is hashed
   only when it has no record, or changed since: blake3 against the record, else the
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.errors import VerificationError
-from modelctl.record import LocalCheck, check_local
+from modelctl.parallel import DEFAULT_MAX_JOBS, run_parallel
+from modelctl.presence import LocalCheck, check_local
 from modelctl.store import Store, check_writable
-from modelctl.sync import DEFAULT_MAX_JOBS, run_parallel
 from modelctl.types import FileRef, Lock
 
 
@@ -35,7 +35,7 @@ class FileCheck:
             "wrong-size": f"wrong size: {self.check.actual}, locked {r.size} bytes",
             "wrong-content": f"wrong content: {self.check.actual}, locked {r.digest}",
         }.get(self.check.status, self.check.status)
-        return f"{r.asset}: {r.repo_id}@{r.commit}:{r.path} ({what}) at {self.path}"
+        return f"{r.label()} ({what}) at {self.path}"
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ import click
 
 from modelctl import lockfile, ops
 from modelctl.bundle import write_bundle
-from modelctl.cache import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage, status
 from modelctl.cli.format import human_bytes, table
 from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
 from modelctl.cli.sync_cmds import find_lockfile
+from modelctl.gc import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage
+from modelctl.status import status
 from modelctl.types import Lock
 
 _TARGET_TEXT = "a `sync --target DIR` tree instead of the HF cache."

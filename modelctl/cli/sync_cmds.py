@@ -23,7 +23,8 @@ from modelctl.cli.main import (
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
 from modelctl.errors import InputError, StaleLockError
-from modelctl.fetch import default_transport
+from modelctl.http import default_transport
+from modelctl.hub_source import HubSource
 from modelctl.paths import find_upwards
 from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
 from modelctl.settings import Settings
@@ -170,7 +171,8 @@ def sync_cmd(
     if bundle is not None:
         install_bundle(bundle, lock, store, listener=recorder)
     else:
-        sync(lock, store, settings, jobs=jobs, listener=recorder, transport=transport)
+        source = HubSource(settings, jobs=jobs, transport=transport)
+        sync(lock, store, source, jobs=jobs, listener=recorder)
     if recorder.finished is not None and not as_json:
         click.echo(summary_line(recorder.finished), err=True)
     if not as_json:

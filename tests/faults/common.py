@@ -19,6 +19,8 @@ from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.digest import digest_bytes, new_hasher
 from modelctl.fetch import RetryPolicy
+from modelctl.http import Transport
+from modelctl.hub_source import HubSource
 from modelctl.record import FileStamp, read_record
 from modelctl.settings import from_env
 from modelctl.store import Store
@@ -80,9 +82,16 @@ def make_project(
 
 
 def lib_sync(
-    project: Project, store: Store, *, policy: RetryPolicy = FAST, **kwargs: object
+    project: Project,
+    store: Store,
+    *,
+    policy: RetryPolicy = FAST,
+    jobs: int | None = None,
+    transport: Transport | None = None,
+    **kwargs: object,
 ) -> SyncResult:
-    return sync(project.lock(), store, from_env(os.environ), policy=policy, **kwargs)  # type: ignore[arg-type]
+    source = HubSource(from_env(os.environ), jobs=jobs, transport=transport, policy=policy)
+    return sync(project.lock(), store, source, jobs=jobs, **kwargs)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ server log

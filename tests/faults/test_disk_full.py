@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from modelctl import fetch
+from modelctl import partial
 from modelctl.store import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.fault_report import REPORT
@@ -211,7 +211,8 @@ def test_full_tmpfs_exit_5_then_resume(
 
 
 class FullDiskOs:
-    """``os`` as modelctl.fetch sees it, on a disk that fills up after ``budget`` bytes."""
+    """``os`` as modelctl.partial (which writes every synced file) sees it, on a disk
+    that fills up after ``budget`` bytes."""
 
     def __init__(self, budget: int) -> None:
         self.left = budget
@@ -245,7 +246,7 @@ def test_injected_enospc_exit_5_then_resume(
         store, args = layout(i % 2 == 0, tmp_path / f"inj{i}", monkeypatch)
         full = FullDiskOs(budget)
         with monkeypatch.context() as m:
-            m.setattr(fetch, "os", full)
+            m.setattr(partial, "os", full)
             code, _, err = run_cli(
                 capsys, "sync", "--frozen", "--lockfile", str(project.lock_path), *args
             )

@@ -10,7 +10,7 @@ import pytest
 import modelctl
 from modelctl.cli import main
 from modelctl.errors import InputError, OfflineError, StaleLockError
-from modelctl.fetch import HttpxTransport, StdlibTransport, default_transport
+from modelctl.http import HttpxTransport, StdlibTransport, default_transport
 from modelctl.progress import DownloadPlanReady, Event, FileDone, SyncFinished
 from modelctl.provisioning import as_listener, proxies_of
 from modelctl.runtime import LockedModels

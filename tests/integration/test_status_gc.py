@@ -12,9 +12,9 @@ import huggingface_hub as hf
 import pytest
 
 from modelctl import lockfile
-from modelctl.cache import collect, find_garbage
 from modelctl.cli import main
 from modelctl.filelock import exclusive
+from modelctl.gc import collect, find_garbage
 from modelctl.store import HfCacheStore
 from modelctl.testing.hub import LocalHub
 from modelctl.types import Lock

@@ -18,6 +18,7 @@ from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.errors import IntegrityError, NetworkError
 from modelctl.fetch import RetryPolicy
+from modelctl.hub_source import HubSource
 from modelctl.progress import (
     AggregateProgress,
     DownloadPlanReady,
@@ -113,10 +114,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def lib_sync(lock: Lock, **kwargs: object) -> object:
+def lib_sync(lock: Lock, *, jobs: int | None = None, **kwargs: object) -> object:
     settings = from_env(os.environ)
     store = kwargs.pop("store", None) or HfCacheStore(settings.hf_cache)
-    return sync(lock, store, settings, policy=FAST, **kwargs)  # type: ignore[arg-type]
+    source = HubSource(settings, jobs=jobs, policy=FAST)
+    return sync(lock, store, source, jobs=jobs, **kwargs)  # type: ignore[arg-type]
 
 
 def resolve_gets(hub: LocalHub, path: str) -> list[str | None]:

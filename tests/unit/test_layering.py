@@ -27,21 +27,29 @@ LAYERS: dict[str, int] = {
     "filelock": 4,
     "store": 4,
     "hub": 4,
-    "fetch": 5,
+    "http": 4,
+    "parallel": 5,
+    "partial": 5,
+    "presence": 5,
+    "fetch": 6,
     "resolve": 5,
-    "verify": 6,
-    "sync": 6,
-    "bundle": 6,
-    "cache": 6,
-    "runtime": 5,  # checked on its own below: never anything that reaches the network
-    "ops": 7,
-    "provisioning": 8,  # the in-process API: ops + sync + runtime
-    "cli": 9,
+    "verify": 7,
+    "sync": 7,
+    "status": 7,
+    "gc": 7,
+    "hub_source": 8,
+    "bundle": 8,
+    "runtime": 6,  # checked on its own below: never anything that reaches the network
+    "ops": 9,
+    "provisioning": 10,  # the in-process API: ops + sync + runtime
+    "cli": 11,
 }
 # The runtime loader hands out paths: it must not reach the network in any way.
 RUNTIME_FORBIDDEN = {
     "hub",
     "fetch",
+    "http",
+    "hub_source",
     "sync",
     "resolve",
     "ops",

@@ -11,7 +11,8 @@ import pytest
 from modelctl.digest import Digest, digest_bytes
 from modelctl.errors import UnsafePathError
 from modelctl.filelock import exclusive
-from modelctl.record import FileStamp, Record, check_local, read_record, write_record
+from modelctl.presence import check_local
+from modelctl.record import FileStamp, Record, read_record, write_record
 from modelctl.store import HfCacheStore, TargetStore
 from modelctl.types import FileRef
 

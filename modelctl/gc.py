@@ -1,17 +1,6 @@
-"""What a cache holds for a lock (``status``), and what no lock needs any more (``gc``).
+"""What no lock needs any more in a cache or ``--target`` tree: ``modelctl gc``.
 
-status: for each locked file, at the path the application reads (see
-:mod:`modelctl.store`), one of
-
-- ``verified``    present, with a record vouching for exactly this file version;
-- ``unverified``  present with the locked size, but no record vouches for it (placed by
-  another tool, or changed since): ``modelctl verify`` hashes it;
-- ``wrong-size``  present with another size than the lock says;
-- ``missing``     not there.
-
-Nothing is hashed and nothing is written: a status costs a few stats per file.
-
-gc: :func:`find_garbage` lists (reads only) what no lock of a given set references;
+:func:`find_garbage` lists (reads only) what no lock of a given set references;
 :func:`collect` deletes such a list. Scope, to stay conservative on a cache other tools
 share: only the repo folders (HF cache) or asset folders (``--target`` tree) that appear in
 the given locks are looked at, unless ``all_repos``. Inside them:
@@ -43,94 +32,14 @@ from typing import Any, Final
 
 from modelctl.digest import Digest
 from modelctl.errors import StorageError, UnsafePathError
-from modelctl.record import FileStamp, read_record
 from modelctl.store import META_DIR, HfCacheStore, Store, TargetStore, repo_folder_name
 from modelctl.types import FileRef, Lock
 
 DEFAULT_PARTIAL_AGE_S: Final = 24 * 3600.0
 REPO_PREFIXES: Final = ("models--", "datasets--", "spaces--")
-STATES: Final = ("verified", "unverified", "wrong-size", "missing")
-
-# --------------------------------------------------------------------------- status
 
 
-@dataclass(frozen=True)
-class FileStatus:
-    ref: FileRef
-    path: Path  # where the application reads it
-    state: str  # one of STATES
-    bytes_on_disk: int
-
-    def to_json(self) -> dict[str, Any]:
-        r = self.ref
-        return {
-            "asset": r.asset,
-            "repo_id": r.repo_id,
-            "repo_type": r.repo_type,
-            "commit": r.commit,
-            "filename": r.path,
-            "size_bytes": r.size,
-            "digest": str(r.digest),
-            "state": self.state,
-            "bytes_on_disk": self.bytes_on_disk,
-            "path": str(self.path),
-        }
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    location: str
-    files: tuple[FileStatus, ...]
-    bytes_on_disk: int  # distinct contents (a blob shared by two files counts once)
-
-    def count(self, state: str) -> int:
-        return sum(1 for f in self.files if f.state == state)
-
-    @property
-    def locked_bytes(self) -> int:
-        return sum(f.ref.size or 0 for f in self.files)
-
-    @property
-    def complete(self) -> bool:
-        return all(f.state in ("verified", "unverified") for f in self.files)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "location": self.location,
-            "files": [f.to_json() for f in self.files],
-            "totals": {
-                "files": len(self.files),
-                **{s.replace("-", "_"): self.count(s) for s in STATES},
-                "locked_bytes": self.locked_bytes,
-                "bytes_on_disk": self.bytes_on_disk,
-            },
-        }
-
-
-def status(lock: Lock, store: Store) -> StatusReport:
-    """Every locked file's state at its final path; stats and record reads only."""
-    refs = sorted(dict.fromkeys(lock.files()), key=lambda r: (r.asset, r.repo_id, r.path))
-    files: list[FileStatus] = []
-    seen: dict[tuple[int, int], int] = {}
-    for ref in refs:
-        path = store.final_path(ref)
-        try:
-            st = path.stat()
-        except OSError:
-            files.append(FileStatus(ref, path, "missing", 0))
-            continue
-        seen[(st.st_dev, st.st_ino)] = st.st_size
-        if ref.size is not None and st.st_size != ref.size:
-            state = "wrong-size"
-        else:
-            record = read_record(store.record_path(ref))
-            vouched = record is not None and record.vouches_for(ref.digest, FileStamp.of(st))
-            state = "verified" if vouched else "unverified"
-        files.append(FileStatus(ref, path, state, st.st_size))
-    return StatusReport(str(store.root), tuple(files), sum(seen.values()))
-
-
-# --------------------------------------------------------------------------- gc: what
+# --------------------------------------------------------------------------- what
 
 
 @dataclass(frozen=True)
@@ -331,7 +240,7 @@ def _path_ref(asset: str, path: str) -> FileRef:
     return FileRef(asset, "model", "", "", path, None, Digest("sha256", "0" * 64), "file")
 
 
-# --------------------------------------------------------------------------- gc: do
+# --------------------------------------------------------------------------- do
 
 
 @dataclass(frozen=True)

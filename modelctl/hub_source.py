@@ -1,0 +1,80 @@
+"""The Hub as a sync source: missing files downloaded in parallel, largest first.
+
+Each file is one :func:`modelctl.fetch.fetch_file` (retries, resume, verification);
+``-j N`` of them run at once. Offline (``--offline`` or ``HF_HUB_OFFLINE=1``), no
+connection is opened: the error names every missing file.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelctl.errors import ModelctlError, OfflineError
+from modelctl.fetch import FetchContext, RetryPolicy, fetch_file
+from modelctl.http import Transport, default_transport
+from modelctl.parallel import default_jobs, run_parallel
+from modelctl.plan import PlannedFile
+from modelctl.progress import ProgressTracker
+from modelctl.settings import Settings
+from modelctl.store import Store
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Download from ``settings.endpoint`` (a Hub or a mirror) with ``settings.token``."""
+
+    settings: Settings
+    jobs: int | None = None  # parallel downloads; default min(8, files)
+    transport: Transport | None = None  # default: http.client, or httpx with a proxy
+    policy: RetryPolicy = DEFAULT_POLICY
+    record_blake3: bool = False  # see FetchContext.record_blake3
+
+    def fetch(
+        self,
+        todo: Sequence[PlannedFile],
+        store: Store,
+        tracker: ProgressTracker,
+        cancel: threading.Event,
+    ) -> list[PlannedFile]:
+        if not todo:
+            return []
+        if self.settings.offline:
+            raise offline_error(todo)
+        ctx = FetchContext(
+            endpoint=self.settings.endpoint,
+            token=self.settings.token,
+            # Proxies as the CLI honours them: http.client alone would ignore them.
+            transport=self.transport
+            if self.transport is not None
+            else default_transport(urllib.request.getproxies()),
+            policy=self.policy,
+            record_blake3=self.record_blake3,
+            cancel=cancel,
+        )
+
+        def one(pf: PlannedFile) -> PlannedFile | None:
+            try:
+                outcome = fetch_file(pf, store, ctx, tracker)
+            except ModelctlError as exc:
+                tracker.failed(pf, exc.render())
+                raise
+            return pf if outcome.downloaded else None
+
+        largest_first = sorted(todo, key=lambda f: -(f.size_bytes or 0))
+        jobs = self.jobs or default_jobs(len(largest_first))
+        results = run_parallel(one, largest_first, jobs, cancel)
+        return [pf for pf in results if pf is not None]
+
+
+def offline_error(todo: Sequence[PlannedFile]) -> OfflineError:
+    names = tuple(f.ref.label() for f in sorted(todo, key=lambda f: (f.asset, f.filename)))
+    return OfflineError(
+        f"offline mode, and {len(todo)} locked file(s) are not on disk",
+        details=names,
+        hint="run `modelctl sync` once with network access (unset HF_HUB_OFFLINE)",
+    )
