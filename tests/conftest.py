@@ -7,9 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from modelctl.testing.hub import LocalHub
+
+
+# The machines running the suite are shared and noisy: a property test is about values,
+# and a 200 ms deadline made them fail at random (a one-off 266 ms for a 2 ms example).
+settings.register_profile("modelctl", deadline=None)
+settings.load_profile("modelctl")
 
 
 @pytest.fixture(autouse=True)
