@@ -59,11 +59,10 @@ class Digest:
     def from_etag(cls, etag: str) -> Digest | None:
         """The Hub's ETag is sha256 for LFS files and the git blob sha1 otherwise."""
         etag = etag.strip().removeprefix("W/").strip('"').lower()
-        if len(etag) == 64:
-            return cls("sha256", etag)
-        if len(etag) == 40:
-            return cls("gitsha1", etag)
-        return None
+        algorithm = {64: "sha256", 40: "gitsha1"}.get(len(etag))
+        if algorithm is None or not all(c in "0123456789abcdef" for c in etag):
+            return None  # not a content hash (a mirror's own ETag): the digest is unknown
+        return cls(algorithm, etag)
 
 
 class Hasher(Protocol):

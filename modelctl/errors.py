@@ -12,7 +12,8 @@ Hierarchy (each class carries ``exit_code``)::
     ├── VerificationError     (1)    files on disk differ from the lock
     ├── NetworkError          (3)    the Hub could not be reached or kept failing
     │   ├── AuthError                401/403: a token is missing or lacks access
-    │   └── OfflineError             offline mode, and something must be fetched
+    │   ├── OfflineError             offline mode, and something must be fetched
+    │   └── HubResponseError         the server's answer is malformed (bad JSON, bad values)
     ├── IntegrityError        (4)    downloaded bytes do not match the locked digest
     └── StorageError          (5)    the local disk failed us (full, read-only, ...)
 
@@ -118,6 +119,10 @@ class OfflineError(NetworkError):
     label = "offline"
 
 
+class HubResponseError(NetworkError):
+    label = "bad answer from the Hub"
+
+
 class IntegrityError(ModelctlError):
     exit_code = EXIT_INTEGRITY
     label = "integrity error"
@@ -134,8 +139,8 @@ EXIT_CODES: dict[int, str] = {
     "from the lock (verify)",
     EXIT_INPUT: "bad input: manifest/lockfile syntax or schema, unknown repo, revision or "
     "file, unsafe path, bad option",
-    EXIT_NETWORK: "the Hub could not be reached, denied access, or offline mode forbids a "
-    "needed download",
+    EXIT_NETWORK: "the Hub could not be reached, denied access, answered malformed data, or "
+    "offline mode forbids a needed download",
     EXIT_INTEGRITY: "downloaded bytes did not match the locked digest (after one retry)",
     EXIT_STORAGE: "local storage failed (disk full, permission denied, read-only)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); partial downloads are kept for resume",

@@ -7,22 +7,35 @@ here into a :mod:`modelctl.errors` error naming ``repo@revision[:path]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx2
 import huggingface_hub as hf
 from huggingface_hub import errors as hf_errors
+from huggingface_hub.utils import (  # type: ignore[attr-defined]
+    get_session,
+    hf_raise_for_status,
+)
 
 from modelctl.digest import Digest
 from modelctl.errors import (
     AuthError,
+    HubResponseError,
     ModelctlError,
     NetworkError,
     OfflineError,
     ResolveError,
 )
-from modelctl.types import RepoType, is_commit
+from modelctl.hubjson import (
+    MAX_FILE_SIZE,
+    MAX_INFO_BYTES,
+    RemoteFile,
+    RepoSnapshot,
+    parse_repo_info,
+    shown,
+)
+from modelctl.types import RepoType
 from modelctl.types import repo_where as where
 
 # What huggingface_hub and its HTTP client raise for Hub and network failures.
@@ -33,23 +46,6 @@ HUB_ERRORS: tuple[type[BaseException], ...] = (
     httpx2.HTTPError,
     OSError,
 )
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    size: int | None
-    digest: Digest | None
-
-
-@dataclass(frozen=True)
-class RepoSnapshot:
-    """A repo at one commit: every file with its size and digest (where known)."""
-
-    repo_id: str
-    repo_type: RepoType
-    commit: str
-    files: tuple[RemoteFile, ...]
 
 
 class HubClient(Protocol):
@@ -67,33 +63,75 @@ class HubClient(Protocol):
 class HfHubClient:
     """HubClient over huggingface_hub's HfApi, against ``endpoint``."""
 
-    def __init__(self, endpoint: str, token: str | None = None, offline: bool = False) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        token: str | None = None,
+        offline: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._api = hf.HfApi(endpoint=self.endpoint, token=token or False)
         self._token = token
         self._offline = offline
+        self._timeout = timeout
 
     def snapshot(self, repo_id: str, repo_type: RepoType, revision: str) -> RepoSnapshot:
+        """``GET /api/{models|datasets}/{repo}/revision/{rev}?blobs=true``, as
+        ``model_info(files_metadata=True)`` sends it, parsed by :mod:`modelctl.hubjson`
+        (huggingface_hub's own parser raises KeyError/TypeError on malformed answers)."""
         self._refuse_offline(repo_id, repo_type, revision)
+        here = where(repo_id, repo_type, revision)
+        url = f"{self.endpoint}/api/{repo_type}s/{repo_id}/revision/{quote(revision, safe='')}"
         try:
-            info: hf.ModelInfo | hf.DatasetInfo
-            if repo_type == "dataset":
-                info = self._api.dataset_info(repo_id, revision=revision, files_metadata=True)
-            else:
-                info = self._api.model_info(repo_id, revision=revision, files_metadata=True)
+            body = self._get_capped(url, {"blobs": "true"}, here)
         except HUB_ERRORS as exc:
-            raise translate(exc, where(repo_id, repo_type, revision), self.endpoint) from exc
-        commit = info.sha
-        if not is_commit(commit):
-            raise ResolveError(
-                "the Hub did not report a valid commit id for this revision",
-                where=where(repo_id, repo_type, revision),
-                expected="a commit id of 40 lower-case hex characters",
-                actual=shown(commit),
-                hint="check that the endpoint is a Hugging Face Hub (or a compatible mirror)",
-            )
-        files = tuple(_remote_file(s) for s in (info.siblings or ()))
-        return RepoSnapshot(repo_id, repo_type, commit, files)
+            raise translate(exc, here, self.endpoint) from exc
+        return parse_repo_info(body, repo_id, repo_type, revision, self.endpoint)
+
+    def _get_capped(self, url: str, params: dict[str, str], here: str) -> bytes:
+        """The body of a GET, refused past MAX_INFO_BYTES; HTTP errors raised as
+        huggingface_hub raises them (typed by ``X-Error-Code``)."""
+        headers = {"user-agent": "modelctl"}
+        if self._token:
+            headers["authorization"] = f"Bearer {self._token}"
+        with get_session().stream(
+            "GET", url, params=params, headers=headers, timeout=self._timeout
+        ) as resp:
+            chunks: list[bytes] = []
+            received = 0
+            for chunk in resp.iter_bytes():
+                received += len(chunk)
+                if received > MAX_INFO_BYTES:
+                    raise HubResponseError(
+                        "the Hub's repo metadata is larger than modelctl reads",
+                        where=here,
+                        expected=f"at most {MAX_INFO_BYTES} bytes",
+                        actual=f"more than {MAX_INFO_BYTES} bytes",
+                        hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                    )
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            if resp.status_code >= 400:
+                # hf_raise_for_status reads the body for its message: hand it a decoded copy.
+                kept = [
+                    (k, v)
+                    for k, v in resp.headers.multi_items()
+                    if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+                ]
+                hf_raise_for_status(
+                    httpx2.Response(
+                        resp.status_code, headers=kept, content=body, request=resp.request
+                    )
+                )
+            elif resp.status_code != 200:
+                raise HubResponseError(
+                    f"the Hub answered HTTP {resp.status_code} to a metadata request",
+                    where=here,
+                    expected="HTTP 200 with the repo's metadata",
+                    actual=f"HTTP {resp.status_code}",
+                    hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                )
+        return body
 
     def file_metadata(
         self, repo_id: str, repo_type: RepoType, commit: str, path: str
@@ -106,6 +144,15 @@ class HfHubClient:
             meta = hf.get_hf_file_metadata(url, token=self._token or False)
         except HUB_ERRORS as exc:
             raise translate(exc, where(repo_id, repo_type, commit, path), self.endpoint) from exc
+        here = where(repo_id, repo_type, commit, path)
+        if meta.size is not None and not 0 <= meta.size <= MAX_FILE_SIZE:
+            raise HubResponseError(
+                "the Hub announced an impossible file size",
+                where=here,
+                expected=f"a size from 0 to {MAX_FILE_SIZE} (X-Linked-Size / Content-Length)",
+                actual=shown(meta.size),
+                hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+            )
         digest = Digest.from_etag(meta.etag) if meta.etag else None
         return RemoteFile(path, meta.size, digest)
 
@@ -116,31 +163,6 @@ class HfHubClient:
                 where=where(repo_id, repo_type, revision),
                 hint="run without --offline / HF_HUB_OFFLINE=1, or use an existing lockfile",
             )
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """A server-sent value as it may appear in a message: its repr, cut to ``limit``."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _remote_file(sibling: hf.hf_api.RepoSibling) -> RemoteFile:
-    if sibling.lfs is not None:
-        lfs = sibling.lfs
-        sha = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
-        size = lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", None)
-        digest = _try_digest("sha256", sha)
-        return RemoteFile(sibling.rfilename, size if size is not None else sibling.size, digest)
-    return RemoteFile(sibling.rfilename, sibling.size, _try_digest("gitsha1", sibling.blob_id))
-
-
-def _try_digest(algorithm: str, hexdigest: object) -> Digest | None:
-    if not isinstance(hexdigest, str):
-        return None
-    try:
-        return Digest(algorithm, hexdigest.lower())
-    except ValueError:
-        return None
 
 
 def translate(exc: BaseException, where_: str, endpoint: str) -> ModelctlError:

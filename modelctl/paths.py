@@ -9,12 +9,16 @@ from pathlib import Path, PurePosixPath
 
 from modelctl.errors import InputError, StorageError, UnsafePathError
 
+MAX_PATH_CHARS = 1024  # the lockfile schema's bound
+MAX_NAME_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs, tmpfs, overlayfs
+
 
 def check_relpath(path: str, *, where: str, error: type[InputError] = UnsafePathError) -> str:
     """Accept only a plain relative POSIX path that stays inside its folder.
 
     Refused: empty, absolute (``/x``, ``C:x``), ``..`` or ``.`` parts, empty parts,
-    backslashes, NUL and other control characters.
+    backslashes, NUL and other control characters, paths a lockfile cannot hold (over 1024
+    characters) and parts no disk can name (over 255 bytes).
     """
     problem = _problem(path)
     if problem:
@@ -38,6 +42,10 @@ def _problem(path: str) -> str | None:
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return "has an empty, '.' or '..' part"
+    if len(path) > MAX_PATH_CHARS:
+        return f"is longer than {MAX_PATH_CHARS} characters"
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        return f"has a part longer than {MAX_NAME_BYTES} bytes, more than a disk's file name holds"
     return None
 
 

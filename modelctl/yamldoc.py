@@ -127,6 +127,12 @@ def load_yaml(text: str, source: str, error: type[InputError]) -> YamlDoc:
         raise error(f"YAML syntax error: {exc}", where=source) from exc
     except RecursionError as exc:
         raise error("YAML nesting is too deep", where=source) from exc
+    except ValueError as exc:  # a scalar Python cannot hold, e.g. an int of >4300 digits
+        raise error(
+            f"a value in the YAML cannot be read: {str(exc)[:200]}",
+            where=source,
+            hint="look for an absurdly long number",
+        ) from exc
     return YamlDoc(data=data, root=root, source=source)
 
 

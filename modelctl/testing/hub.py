@@ -108,7 +108,8 @@ class Faults:
     files on ``/resolve/``; ``fail_blob_redirect`` to every ``/blobs/`` request. The API
     endpoints never see faults. Every fault applies only to repo paths in ``paths``
     (None = every path); a blob counts as the repo path it was listed under. The exception
-    is ``repo_info_patch``, which rewrites the repo-info endpoint's JSON.
+    are ``repo_info_patch`` / ``repo_info_body``, which rewrite the repo-info endpoint's
+    answer, and ``linked_size``, which applies to every LFS HEAD and GET.
     """
 
     # Send full headers, then close the connection after N body bytes ...
@@ -139,6 +140,10 @@ class Faults:
     # Keys replaced in every repo-info answer (model_info / dataset_info), as a hostile or
     # broken server would send them, e.g. {"sha": "../../.."}. Applies to every repo.
     repo_info_patch: dict[str, Any] | None = None
+    # The whole repo-info body, sent as is (status 200, application/json): malformed JSON.
+    repo_info_body: bytes | None = None
+    # X-Linked-Size sent for LFS files on /resolve/ instead of the real size.
+    linked_size: str | None = None
     # Restrict every fault to these repo paths (None = all paths).
     paths: set[str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -749,7 +754,8 @@ class _Handler(BaseHTTPRequestHandler):
             revision = unquote("/".join(rest[1:])) if rest else "main"
             blobs = _flag(query, "blobs") and not self.hub.faults.omit_metadata
             info = _repo_info(store.snapshot(repo, revision), blobs)
-            self._send_json(200, self.hub.faults.patch_repo_info(info))
+            body = self.hub.faults.repo_info_body
+            self._send_json(200, self.hub.faults.patch_repo_info(info), raw=body)
         elif rest[0] == "tree" and len(rest) >= 2:
             snap = store.snapshot(repo, unquote(rest[1]))
             items = _tree(snap, unquote("/".join(rest[2:])).strip("/"), _flag(query, "recursive"))
@@ -786,7 +792,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._maybe_injected_status(entry.path)
         headers = [("X-Repo-Commit", snap.commit), ("ETag", f'"{entry.oid}"')]
         if entry.lfs:
-            headers += [("X-Linked-Etag", f'"{entry.oid}"'), ("X-Linked-Size", str(entry.size))]
+            linked_size = faults.linked_size or str(entry.size)
+            headers += [("X-Linked-Etag", f'"{entry.oid}"'), ("X-Linked-Size", linked_size)]
             if faults.should_redirect(entry.path):
                 location = f"{self.hub._blob_origin()}/blobs/{entry.oid}"
                 self._send_empty(302, [*headers, ("Location", location)])
@@ -878,9 +885,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(err.status, {"error": err.message}, headers)
 
     def _send_json(
-        self, status: int, payload: object, headers: Sequence[tuple[str, str]] = ()
+        self,
+        status: int,
+        payload: object,
+        headers: Sequence[tuple[str, str]] = (),
+        raw: bytes | None = None,
     ) -> None:
-        body = json.dumps(payload).encode()
+        body = json.dumps(payload).encode() if raw is None else raw
         self._start(
             status,
             [

@@ -18,7 +18,7 @@ from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.digest import Digest
 from modelctl.errors import EXIT_INPUT, LockfileError, ManifestError, UnsafePathError
-from modelctl.hub import RemoteFile, RepoSnapshot
+from modelctl.hubjson import RemoteFile, RepoSnapshot
 from modelctl.manifest import parse_manifest
 from modelctl.resolve import resolve
 from modelctl.types import RepoType

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "lockfile": 3,
     "plan": 3,
     "progress": 3,
+    "hubjson": 3,
     "record": 4,
     "filelock": 4,
     "store": 4,

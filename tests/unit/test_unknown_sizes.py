@@ -10,7 +10,7 @@ import pytest
 from modelctl import lockfile, ops
 from modelctl.cli.format import plan_table
 from modelctl.digest import Digest
-from modelctl.hub import RemoteFile, RepoSnapshot
+from modelctl.hubjson import RemoteFile, RepoSnapshot
 from modelctl.manifest import parse_manifest
 from modelctl.plan import plan_lock
 from modelctl.resolve import resolve

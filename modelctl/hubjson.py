@@ -1,0 +1,162 @@
+"""What a Hub's repo-info answer may say, checked where it enters (pure, no I/O).
+
+``GET /api/{models|datasets}/{repo}/revision/{rev}?blobs=true`` answers a JSON object with
+``sha`` (the commit) and ``siblings[]`` (``rfilename``, ``size``, ``blobId``, and for LFS
+files ``lfs{size, sha256, pointerSize}``). Nothing in it is trusted: the commit becomes a
+folder name, paths become file names and sizes bound downloads. So every value is checked
+here, and anything malformed is one :class:`~modelctl.errors.HubResponseError` (exit 3)
+naming the repo, what was expected and what came: never a traceback from deep inside a
+parser, never a value that a lockfile could not hold.
+
+Missing metadata is not malformed: a mirror that omits sizes or hashes gives files with
+``size``/``digest`` of None, and lock asks for them one HEAD at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from modelctl.digest import Digest
+from modelctl.errors import HubResponseError
+from modelctl.paths import MAX_PATH_CHARS
+from modelctl.types import RepoType, is_commit
+from modelctl.types import repo_where as where
+
+# The largest size a lockfile holds (its schema's bound, 1000 TiB); larger is a lie.
+MAX_FILE_SIZE: Final = 1_099_511_627_776_000
+# A repo-info answer larger than this is refused unread (100k files are about 20 MB).
+MAX_INFO_BYTES: Final = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int | None
+    digest: Digest | None
+
+
+@dataclass(frozen=True)
+class RepoSnapshot:
+    """A repo at one commit: every file with its size and digest (where known)."""
+
+    repo_id: str
+    repo_type: RepoType
+    commit: str
+    files: tuple[RemoteFile, ...]
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A server-sent value as it may appear in a message: its repr, cut to ``limit``."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Reader:
+    """Raises HubResponseError for one repo-info answer, all naming the same place."""
+
+    def __init__(self, here: str, endpoint: str) -> None:
+        self.here = here
+        self.endpoint = endpoint
+
+    def bad(self, what: str, expected: str, actual: object) -> HubResponseError:
+        return HubResponseError(
+            f"the Hub's repo metadata is malformed: {what}",
+            where=self.here,
+            expected=expected,
+            actual=shown(actual),
+            hint=f"{self.endpoint} is not a Hugging Face Hub or compatible mirror, or it "
+            "misbehaves: try again later, or tell whoever runs it",
+        )
+
+    def size(self, value: object, path: str) -> int | None:
+        if value is None:
+            return None
+        if type(value) is not int or not 0 <= value <= MAX_FILE_SIZE:
+            raise self.bad(
+                f"the size of {path!r}", f"a whole number from 0 to {MAX_FILE_SIZE}", value
+            )
+        return value
+
+
+def parse_repo_info(
+    body: bytes, repo_id: str, repo_type: RepoType, revision: str, endpoint: str
+) -> RepoSnapshot:
+    """The commit and every file of one repo-info answer, or HubResponseError."""
+    r = _Reader(where(repo_id, repo_type, revision), endpoint)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested too deep
+        raise r.bad("not a JSON document", "a JSON object", _cause(exc)) from exc
+    if not isinstance(data, dict):
+        raise r.bad("the answer is not an object", "a JSON object", type(data).__name__)
+    commit = data.get("sha")
+    if not is_commit(commit):
+        raise r.bad("no valid commit id", "a commit id of 40 lower-case hex characters", commit)
+    siblings = data.get("siblings")
+    if not isinstance(siblings, list):
+        raise r.bad("no file list (`siblings`)", "a list of files", siblings)
+    files = tuple(_sibling(r, s) for s in siblings)
+    check_listing(r, (f.path for f in files))
+    return RepoSnapshot(repo_id, repo_type, commit, files)
+
+
+def _sibling(r: _Reader, s: object) -> RemoteFile:
+    if not isinstance(s, dict):
+        raise r.bad("a `siblings` entry is not an object", "an object with `rfilename`", s)
+    path = s.get("rfilename")
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS:
+        raise r.bad(
+            "a file without a usable `rfilename`",
+            f"a path of 1 to {MAX_PATH_CHARS} characters",
+            path,
+        )
+    size = r.size(s.get("size"), path)
+    lfs = s.get("lfs")
+    if lfs is None:
+        return RemoteFile(path, size, _try_digest("gitsha1", s.get("blobId")))
+    if not isinstance(lfs, dict):
+        raise r.bad(f"the `lfs` entry of {path!r}", "an object with `size` and `sha256`", lfs)
+    lfs_size = r.size(lfs.get("size"), path)
+    if lfs_size is not None and size is not None and lfs_size != size:
+        raise r.bad(f"two sizes for {path!r}", f"size {size} in both places", lfs_size)
+    # Without lfs.sha256 (some mirrors) the digest is unknown: lock asks with a HEAD.
+    return RemoteFile(path, lfs_size if lfs_size is not None else size, _lfs_digest(lfs))
+
+
+def _lfs_digest(lfs: dict[str, Any]) -> Digest | None:
+    return _try_digest("sha256", lfs.get("sha256"))
+
+
+def _try_digest(algorithm: str, hexdigest: object) -> Digest | None:
+    if not isinstance(hexdigest, str):
+        return None
+    try:
+        return Digest(algorithm, hexdigest.lower())
+    except ValueError:
+        return None  # not a digest of that algorithm: treated as unknown, asked by HEAD
+
+
+def check_listing(r: _Reader, paths: Iterable[str]) -> None:
+    """A listing a disk can hold: no path twice, no path that is a file and a folder."""
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            raise r.bad(f"{path!r} is listed twice", "each path once", path)
+        seen.add(path)
+    for path in seen:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in seen:
+                raise r.bad(
+                    f"{folder!r} is listed both as a file and as the folder of {path!r}",
+                    "a path to be a file or a folder, not both",
+                    folder,
+                )
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
