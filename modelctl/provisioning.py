@@ -24,14 +24,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl import lockfile, ops
 from modelctl.http import Transport, default_transport
+from modelctl.hub import HubClient
 from modelctl.hub_source import HubSource
+from modelctl.locking import lock_for
 from modelctl.plan import DownloadPlan, plan_lock
 from modelctl.presence import present_refs
 from modelctl.progress import Event, NullProgress, ProgressListener
+from modelctl.project import LockMode, make_store
 from modelctl.runtime import LockedModels
-from modelctl.runtime.loader import Verify, find_lock
+from modelctl.runtime.loader import Verify
 from modelctl.settings import Settings, from_env
 from modelctl.store import Store
 from modelctl.sync import sync
@@ -76,11 +78,11 @@ class Provisioning:
 
     def store(self) -> Store:
         if self.target is not None:
-            return ops.make_store(self.settings, self.target)
+            return make_store(self.settings, self.target)
         settings = self.settings
         if self.cache_dir is not None:
             settings = Settings(settings.endpoint, settings.token, settings.offline, self.cache_dir)
-        return ops.make_store(settings, None)
+        return make_store(settings, None)
 
 
 def _path(p: PathLike | None) -> Path | None:
@@ -103,22 +105,22 @@ def open_project(
       it, else :class:`~modelctl.errors.StaleLockError` (run ``modelctl lock``): start-up
       never re-resolves. The manifest's ``endpoint:`` is used.
     - only ``lock``: that lockfile as it is (``sync --frozen``).
-    - neither: $MODELCTL_LOCK, else ``modelctl.lock`` in ``cwd`` or above, as
-      :func:`modelctl.runtime.open_lock` finds it.
+    - neither: $MODELCTL_LOCK, else beside $MODELCTL_MANIFEST, else ``modelctl.lock`` in
+      ``cwd`` or above, as :func:`modelctl.runtime.open_lock` finds it.
     """
-    endpoint: str | None = None
-    if manifest is not None:
-        project = ops.find_project(_path(manifest), _path(lock), env, cwd)
-        m = ops.read_manifest(project)
-        current, lock_path, endpoint = ops.check(project, m), project.lock_path, m.endpoint
-    else:
-        lock_path = _path(lock) or find_lock(env, cwd)
-        current = lockfile.load(lock_path)
+    # Start-up never re-resolves: the manifest's lock must be up to date, else a plain lock.
+    mode = LockMode.LOCKED if manifest is not None else LockMode.FROZEN
+    chosen = lock_for(mode, _path(manifest), _path(lock), env, cwd, client=_no_client)
+    current, lock_path, endpoint = chosen.lock, chosen.lock_path, chosen.endpoint
     target_path = _path(target)
     if target_path is None and env.get("MODELCTL_TARGET"):
         target_path = Path(env["MODELCTL_TARGET"])
     settings = from_env(env, manifest_endpoint=endpoint, offline=offline)
     return Provisioning(current, lock_path, settings, target_path, _path(cache_dir))
+
+
+def _no_client(endpoint: str | None) -> HubClient:
+    raise AssertionError("locked and frozen modes never resolve")  # pragma: no cover
 
 
 def proxies_of(env: Mapping[str, str]) -> dict[str, str]:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from modelctl import lockfile, ops
+from modelctl import lockfile
 from modelctl.bundle import write_bundle
 from modelctl.cli.format import human_bytes, table
 from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.gc import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage
+from modelctl.project import make_store
 from modelctl.status import status
 from modelctl.types import Lock
 
@@ -35,7 +36,7 @@ def bundle_cmd(
     renamed, so OUT is complete or absent.
     """
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
-    store = ops.make_store(settings_for(None), target)
+    store = make_store(settings_for(None), target)
     result = write_bundle(lock, store, out)
     click.echo(
         f"bundled: {result.files} file(s) ({result.blobs} distinct, "
@@ -63,7 +64,7 @@ def status_cmd(
     Reads only (stats and records, no hashing, no network); exit 0 whatever it finds.
     """
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
-    report = status(lock, ops.make_store(settings_for(None), target))
+    report = status(lock, make_store(settings_for(None), target))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
@@ -138,7 +139,7 @@ def gc_cmd(
     """
     paths = list(lockfile_paths) or [find_lockfile(manifest_path, None)]
     locks: list[Lock] = [lockfile.load(p) for p in paths]
-    store = ops.make_store(settings_for(None), target)
+    store = make_store(settings_for(None), target)
     plan = find_garbage(
         locks, store, all_repos=all_repos, partial_age_s=partial_age * 3600, now=time.time()
     )

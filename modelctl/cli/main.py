@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from modelctl import __version__, ops
+from modelctl import __version__, locking, project
 from modelctl.cli.format import plan_table
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError
 from modelctl.settings import Settings, from_env
@@ -52,8 +52,8 @@ def target_option(text: str) -> Callable[[F], F]:
     )
 
 
-def load_project(manifest_path: Path | None, lockfile_path: Path | None) -> ops.Project:
-    return ops.find_project(manifest_path, lockfile_path, os.environ, Path.cwd())
+def load_project(manifest_path: Path | None, lockfile_path: Path | None) -> project.Project:
+    return project.find_project(manifest_path, lockfile_path, os.environ, Path.cwd())
 
 
 def settings_for(manifest_endpoint: str | None, offline: bool = False) -> Settings:
@@ -106,19 +106,17 @@ def lock_cmd(
     One metadata request per (repo, revision) gives the commit and every file's size and
     digest. Commits already locked are kept unless --upgrade / --upgrade-asset.
     """
-    project = load_project(manifest_path, lockfile_path)
-    manifest = ops.read_manifest(project)
+    found = load_project(manifest_path, lockfile_path)
+    manifest = project.read_manifest(found)
     if check:
-        ops.check(project, manifest)
-        click.echo(f"{project.lock_path} is up to date with {project.manifest_path}")
+        project.check(found, manifest)
+        click.echo(f"{found.lock_path} is up to date with {found.manifest_path}")
         return
-    settings = settings_for(manifest.endpoint)
-    result = ops.lock(
-        project, manifest, ops.make_client(settings), upgrade=upgrade, upgrade_assets=upgrade_assets
-    )
+    client = locking.make_client(settings_for(manifest.endpoint))
+    result = locking.lock(found, manifest, client, upgrade=upgrade, upgrade_assets=upgrade_assets)
     files = list(result.lock.files())
     verb = "wrote" if result.written else "unchanged:"
-    click.echo(f"{verb} {project.lock_path} ({len(result.lock.assets)} assets, {len(files)} files)")
+    click.echo(f"{verb} {found.lock_path} ({len(result.lock.assets)} assets, {len(files)} files)")
 
 
 @cli.command("plan", epilog=EPILOG)
@@ -133,9 +131,9 @@ def plan_cmd(
     manifest_path: Path | None, lockfile_path: Path | None, as_json: bool, target: Path | None
 ) -> None:
     """Show the DownloadPlan: files, sizes, what is cached, what sync would download."""
-    project = load_project(manifest_path, lockfile_path)
-    manifest = ops.read_manifest(project)
-    result = ops.plan(project, manifest, settings_for(manifest.endpoint), target)
+    found = load_project(manifest_path, lockfile_path)
+    manifest = project.read_manifest(found)
+    result = locking.plan(found, manifest, settings_for(manifest.endpoint), target)
     if result.note:
         click.echo(f"note: {result.note}", err=True)
     if as_json:

@@ -10,23 +10,21 @@ from typing import BinaryIO
 
 import click
 
-from modelctl import lockfile, ops
+from modelctl import lockfile, locking
 from modelctl.bundle import install_bundle
 from modelctl.cli.format import human_bytes
 from modelctl.cli.main import (
     EPILOG,
     cli,
-    load_project,
     project_options,
     settings_for,
     target_option,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
-from modelctl.errors import InputError, StaleLockError
 from modelctl.http import default_transport
 from modelctl.hub_source import HubSource
-from modelctl.paths import find_upwards
 from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
+from modelctl.project import LockMode, find_lock, make_store
 from modelctl.settings import Settings
 from modelctl.sync import sync
 from modelctl.types import Lock
@@ -47,57 +45,30 @@ class _Recorder:
 
 
 def find_lockfile(manifest_path: Path | None, lockfile_path: Path | None) -> Path:
-    """For --frozen and verify (no manifest read): --lockfile, else the manifest's .lock,
-    else $MODELCTL_LOCK, else the lock beside $MODELCTL_MANIFEST, else modelctl.lock here
-    or above."""
-    if lockfile_path is not None:
-        return lockfile_path
-    if manifest_path is not None:
-        return lockfile.lock_path_for(manifest_path)
-    if os.environ.get("MODELCTL_LOCK"):
-        return Path(os.environ["MODELCTL_LOCK"])
-    if os.environ.get("MODELCTL_MANIFEST"):
-        return lockfile.lock_path_for(Path(os.environ["MODELCTL_MANIFEST"]))
-    found = find_upwards(lockfile.LOCK_NAME, Path.cwd())
-    if found is None:
-        raise InputError(
-            f"no {lockfile.LOCK_NAME} found in {Path.cwd()} or any parent folder",
-            hint="pass --lockfile PATH, or run `modelctl lock` first",
-        )
-    return found
+    """For commands that read only the lock: the one search (see :mod:`modelctl.project`)."""
+    return find_lock(lockfile_path, manifest_path, os.environ, Path.cwd())
 
 
 def _lock_for_sync(
-    manifest_path: Path | None,
-    lockfile_path: Path | None,
-    *,
-    locked: bool,
-    frozen: bool,
-    offline: bool,
+    manifest_path: Path | None, lockfile_path: Path | None, mode: LockMode, offline: bool
 ) -> tuple[Lock, Settings]:
-    """The lock to sync, like uv: --frozen reads only the lockfile; --locked fails on a
-    stale lock; otherwise a missing or stale lock is re-locked first (and we say so)."""
-    if frozen:
-        path = find_lockfile(manifest_path, lockfile_path)
-        if not path.exists():
-            raise InputError(
-                "--frozen needs a lockfile, and there is none",
-                where=str(path),
-                hint="run `modelctl lock` first",
-            )
-        return lockfile.load(path), settings_for(None, offline=offline)
-    project = load_project(manifest_path, lockfile_path)
-    manifest = ops.read_manifest(project)
-    settings = settings_for(manifest.endpoint, offline=offline)
-    if locked:
-        return ops.check(project, manifest), settings
-    try:
-        return ops.check(project, manifest), settings
-    except StaleLockError as exc:
-        click.echo(f"note: {exc.message}; locking first (`modelctl lock`)", err=True)
-        result = ops.lock(project, manifest, ops.make_client(settings))
-        click.echo(f"note: wrote {project.lock_path}", err=True)
-        return result.lock, settings
+    """The lock to sync in ``mode``; a re-lock first is said on stderr."""
+
+    def relocking(reason: str) -> None:
+        click.echo(f"note: {reason}; locking first (`modelctl lock`)", err=True)
+
+    chosen = locking.lock_for(
+        mode,
+        manifest_path,
+        lockfile_path,
+        os.environ,
+        Path.cwd(),
+        client=lambda endpoint: locking.make_client(settings_for(endpoint, offline=offline)),
+        notify=relocking,
+    )
+    if chosen.relocked is not None:
+        click.echo(f"note: wrote {chosen.lock_path}", err=True)
+    return chosen.lock, settings_for(chosen.endpoint, offline=offline)
 
 
 def _listener(as_json: bool, quiet: bool) -> ProgressListener:
@@ -157,14 +128,11 @@ def sync_cmd(
     """
     if locked and frozen:
         raise click.UsageError("--locked and --frozen exclude each other")
+    mode = LockMode.of(locked=locked, frozen=frozen)
     lock, settings = _lock_for_sync(
-        manifest_path,
-        lockfile_path,
-        locked=locked,
-        frozen=frozen,
-        offline=offline or bundle is not None,
+        manifest_path, lockfile_path, mode, offline=offline or bundle is not None
     )
-    store = ops.make_store(settings, target)
+    store = make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet))
     # http.client ignores proxy variables: with one set, the huggingface_hub session is used.
     transport = None if settings.offline else default_transport(urllib.request.getproxies())
@@ -195,7 +163,7 @@ def verify_cmd(
     """
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
     settings = settings_for(None)
-    store = ops.make_store(settings, target)
+    store = make_store(settings, target)
     report = verify(lock, store, full=full)
     size = sum(f.ref.size or 0 for f in report.files)
     click.echo(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelctl import lockfile
 from modelctl.digest import digest_file
 from modelctl.errors import InputError, VerificationError
-from modelctl.paths import find_upwards
+from modelctl.project import find_lock
 from modelctl.record import FileStamp, read_record
 from modelctl.runtime.whisper import FOLDER_FILES, MODEL_FILE, WhisperPaths, missing_files
 from modelctl.settings import hf_cache_dir
@@ -49,18 +49,6 @@ class KokoroPaths:
     voices: dict[str, Path]  # voice name -> .bin
 
 
-def find_lock(env: Mapping[str, str], cwd: Path) -> Path:
-    if env.get("MODELCTL_LOCK"):
-        return Path(env["MODELCTL_LOCK"])
-    found = find_upwards(lockfile.LOCK_NAME, cwd)
-    if found is not None:
-        return found
-    raise InputError(
-        f"no {lockfile.LOCK_NAME} found in {cwd} or any parent folder",
-        hint="pass open_lock(path), or set MODELCTL_LOCK",
-    )
-
-
 def open_lock(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -71,12 +59,13 @@ def open_lock(
 ) -> LockedModels:
     """Open a lockfile for loading.
 
-    ``path``: the lockfile (default $MODELCTL_LOCK, else modelctl.lock here or above).
+    ``path``: the lockfile (default $MODELCTL_LOCK, else beside $MODELCTL_MANIFEST,
+    else modelctl.lock here or above: :func:`modelctl.project.find_lock`).
     ``target``: a ``sync --target`` tree (default $MODELCTL_TARGET); else the HF cache
     (``cache_dir``, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub).
     """
     env = os.environ if env is None else env
-    lock_path = Path(path) if path is not None else find_lock(env, Path.cwd())
+    lock_path = Path(path) if path is not None else find_lock(None, None, env, Path.cwd())
     lock = lockfile.load(lock_path)
     if target is None and env.get("MODELCTL_TARGET"):
         target = env["MODELCTL_TARGET"]

@@ -40,8 +40,9 @@ LAYERS: dict[str, int] = {
     "gc": 7,
     "hub_source": 8,
     "bundle": 8,
+    "project": 5,  # which manifest, lock and mode: never the network (the runtime uses it)
     "runtime": 6,  # checked on its own below: never anything that reaches the network
-    "ops": 9,
+    "locking": 9,
     "provisioning": 10,  # the in-process API: ops + sync + runtime
     "cli": 11,
 }
@@ -53,7 +54,7 @@ RUNTIME_FORBIDDEN = {
     "hub_source",
     "sync",
     "resolve",
-    "ops",
+    "locking",
     "provisioning",
     "cli",
     "huggingface_hub",

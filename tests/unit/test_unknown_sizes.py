@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile, ops
+from modelctl import lockfile, locking
 from modelctl.cli.format import plan_table
 from modelctl.digest import Digest
 from modelctl.hubjson import RemoteFile, RepoSnapshot
 from modelctl.manifest import parse_manifest
 from modelctl.plan import plan_lock
+from modelctl.project import Project, make_store
 from modelctl.resolve import resolve
 from modelctl.settings import from_env
 from modelctl.types import RepoType
@@ -59,14 +60,14 @@ def test_plan_marks_unknown_size_file_cached_when_present(tmp_path: Path) -> Non
     lock = resolve(manifest, SizelessHub())
     (ref,) = lock.files()
     settings = from_env({"HF_HOME": str(tmp_path)})
-    store = ops.make_store(settings, None)
+    store = make_store(settings, None)
     path = store.final_path(ref)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"whatever")
     m = tmp_path / "modelctl.yaml"
     m.write_text("assets:\n  x:\n    repo: o/x\n    files: [a.bin]\n")
     lockfile.write(m.with_suffix(".lock"), lock)
-    result = ops.plan(ops.Project(m, m.with_suffix(".lock")), manifest, settings)
+    result = locking.plan(Project(m, m.with_suffix(".lock")), manifest, settings)
     assert [f.cached for f in result.plan.files] == [True]
     assert result.plan.cached_bytes == 0  # unknown size counts as 0, never guessed
 
