@@ -497,9 +497,12 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_file(
 ) -> None:
     ref = next(r for r in load_lock(project).files() if r.path == "weights.bin")
     partial = HfCacheStore(hf_env).partial_path(ref)
-    local_hub.faults.set(slow_bytes_per_sec=4 * MiB, paths={"weights.bin"})
+    # Slow enough that the signal lands mid-download even when a loaded machine lets the
+    # poll below see the partial file late (at 4 MiB/s the sync sometimes finished first).
+    local_hub.faults.set(slow_bytes_per_sec=MiB // 2, paths={"weights.bin"})
     proc = spawn(project, cli_env(hf_env.parent))
     wait_for_partial(partial, proc)
+    assert proc.poll() is None, "the sync ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
