@@ -184,8 +184,9 @@ def provision(
     ``jobs``: parallel downloads (default min(8, files)). ``verify``: as for
     :func:`modelctl.runtime.open_lock`. ``env``: the environment to read (default
     ``os.environ``: HF_ENDPOINT, HF_TOKEN, HF_HOME, proxies, ...). ``transport``: for
-    tests; by default the stdlib client, or huggingface_hub's session when a proxy is set,
-    as the CLI does.
+    tests; by default the stdlib client, or huggingface_hub's session when a proxy is set
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY), as the CLI does; that session takes the proxy
+    itself from ``os.environ``.
 
     Raises the :mod:`modelctl.errors` errors ``modelctl sync`` exits with; nothing is
     left at a final path unless it was verified.

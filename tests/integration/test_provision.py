@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -116,3 +122,67 @@ def test_proxies_choose_the_transport_like_the_cli() -> None:
     assert isinstance(default_transport(proxies_of(env)), HttpxTransport)
     assert isinstance(default_transport(proxies_of({"HOME": "/root"})), StdlibTransport)
     assert proxies_of(os.environ) is not None
+
+
+class _ForwardProxy(BaseHTTPRequestHandler):
+    """A minimal HTTP forward proxy on loopback that records what went through it."""
+
+    server: _ProxyServer
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)  # a proxy is sent the absolute URL
+        self.server.seen.append(url.path)
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+        skip = {"proxy-connection", "connection", "host", "keep-alive"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        conn.request("GET", url.path + (f"?{url.query}" if url.query else ""), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    seen: list[str]
+
+
+def test_provision_goes_through_a_configured_proxy(project: Path, local_hub: object) -> None:
+    """HTTP_PROXY set: the download goes through the proxy, as with the CLI."""
+    proxy = _ProxyServer(("127.0.0.1", 0), _ForwardProxy)
+    proxy.seen = []
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["HTTP_PROXY"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        code = (
+            "import sys, modelctl\n"
+            "m = modelctl.provision(sys.argv[1])\n"
+            "print(m.path('m', 'w.bin'))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(project.with_suffix(".lock"))],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert Path(out.strip()).read_bytes() == W
+    assert sorted(p.rsplit("/", 1)[-1] for p in proxy.seen if "/resolve/" in p) == [
+        "cfg.json",
+        "w.bin",
+    ]
