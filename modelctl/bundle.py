@@ -29,7 +29,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from modelctl import __version__, lockfile
+from modelctl.atomic import atomic_file
 from modelctl.digest import Digest, new_hasher
 from modelctl.errors import (
     InputError,
@@ -238,23 +238,13 @@ def write_bundle(lock: Lock, store: Store, out: Path) -> BundleWritten:
         sources.setdefault(member_name(ref.digest), ref)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as exc:
-        raise StorageError(f"cannot create the bundle: {exc.strerror}", where=str(out)) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw:
+        # A temp file beside OUT, renamed when complete; 0666 minus the umask, since a
+        # bundle is meant to be copied and shared (see modelctl.atomic).
+        with atomic_file(out) as raw:
             content = _write_tar(raw, lock, index, sources, store)
-        # mkstemp makes the file private; a bundle is meant to be copied and shared.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
         size = out.stat().st_size
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write the bundle: {exc.strerror}", where=str(out)) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return BundleWritten(out, index.lock_sha256, len(refs), len(sources), content, size)
 
 

@@ -7,14 +7,13 @@ bytes, and ``parse(render(lock)) == lock``.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
 import yaml
 
+from modelctl.atomic import atomic_write
 from modelctl.digest import Digest
 from modelctl.errors import LockfileError, StorageError
 from modelctl.paths import check_relpath
@@ -159,17 +158,9 @@ def write(path: Path, lock: Lock) -> bool:
     try:
         if path.exists() and path.read_text(encoding="utf-8") == text:
             return False
-        # Not mkstemp: its 0600 would keep the lock from a runtime running as another user
-        # (a Docker stage as `nobody`). 0666 minus the umask, like any file a user writes.
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # 0666 minus the umask (see modelctl.atomic): a runtime running as another user
+        # (a Docker stage as `nobody`) must be able to read the lock.
+        atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         raise StorageError(f"cannot write the lockfile: {exc.strerror}", where=str(path)) from exc
     return True

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from modelctl.atomic import atomic_write
 from modelctl.digest import Digest, Hasher, new_hasher
 from modelctl.paths import storage_error
 
@@ -84,16 +84,7 @@ def write_record(path: Path, record: Record) -> None:
     data = json.dumps(record.to_json(), sort_keys=True).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        # 0o666 minus the umask (mkstemp's 0o600 would hide records from a shared cache's group).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, data)  # 0o666 minus the umask: a shared cache's group reads it
     except OSError as exc:
         raise storage_error("cannot write a verification record", path, exc) from exc
 

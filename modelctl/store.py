@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+from modelctl.atomic import atomic_write
 from modelctl.errors import UnsafePathError
 from modelctl.paths import refuse_symlinks, safe_join, storage_error
 from modelctl.types import FileRef, is_commit
@@ -215,12 +216,6 @@ def write_small_file(path: Path, text: str) -> None:
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         raise storage_error(f"cannot write {path.name}", path, exc) from exc

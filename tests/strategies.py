@@ -52,7 +52,11 @@ def locked_sources(draw: st.DrawFn) -> LockedSource:
 
 @st.composite
 def locked_assets(draw: st.DrawFn, name: str) -> LockedAsset:
-    sources = draw(st.lists(locked_sources(), max_size=3, unique_by=lambda s: s.key))
+    # One source per repo: a lockfile refuses a path locked twice in one repo of an asset,
+    # which two revisions of the same repo could otherwise draw.
+    sources = draw(
+        st.lists(locked_sources(), max_size=3, unique_by=lambda s: (s.repo_type, s.repo_id))
+    )
     return LockedAsset(
         name,
         draw(st.sampled_from(["files", "gguf", "kokoro", "stt", "api"])),

@@ -12,9 +12,9 @@ nothing extra. (faster-whisper imports huggingface_hub itself; ``load_whisper`` 
 a folder of the locked files only, with ``local_files_only=True``: it never downloads.)
 """
 
+from modelctl.runtime.kokoro import KokoroPaths
 from modelctl.runtime.loader import (
     GgufPaths,
-    KokoroPaths,
     LockedModels,
     NotSyncedError,
     UnknownAssetError,

@@ -16,16 +16,20 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from modelctl.runtime.loader import KokoroPaths
+from typing import Any
 
 SAMPLE_RATE = 24_000
 STYLE_DIM = 256
 PAD_ID = 0
 _ID_INPUTS = ("input_ids", "tokens")
 _AUDIO_OUTPUTS = ("waveform", "audio")
+
+
+@dataclass(frozen=True)
+class KokoroPaths:
+    model: Path
+    tokenizer: Path
+    voices: dict[str, Path]  # voice name -> .bin
 
 
 @dataclass

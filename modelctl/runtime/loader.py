@@ -6,20 +6,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from modelctl import lockfile
 from modelctl.digest import digest_file
 from modelctl.errors import InputError, VerificationError
+from modelctl.presence import Presence, presence
 from modelctl.project import find_lock
-from modelctl.record import FileStamp, read_record
+from modelctl.runtime.kokoro import Kokoro, KokoroPaths
 from modelctl.runtime.whisper import FOLDER_FILES, MODEL_FILE, WhisperPaths, missing_files
 from modelctl.settings import hf_cache_dir
 from modelctl.store import HfCacheStore, Store, TargetStore
 from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef, Lock
-
-if TYPE_CHECKING:
-    from modelctl.runtime.kokoro import Kokoro
 
 Verify = Literal["fast", "full", "none"]
 
@@ -40,13 +38,6 @@ class NotSyncedError(VerificationError, FileNotFoundError):
 class GgufPaths:
     model: Path
     tokenizer: dict[str, Path]  # repo path (e.g. "tokenizer.json") -> local path
-
-
-@dataclass(frozen=True)
-class KokoroPaths:
-    model: Path
-    tokenizer: Path
-    voices: dict[str, Path]  # voice name -> .bin
 
 
 def open_lock(
@@ -194,34 +185,32 @@ class LockedModels:
         if done is not None:
             return done
         path = self.store.final_path(ref)
-        where = f"{ref.asset}: {ref.where()}"
+        where = ref.label()
         if self.verify != "none":
             self._check_file(ref, path, where)
         self._verified[ref] = path
         return path
 
     def _check_file(self, ref: FileRef, path: Path, where: str) -> None:
-        try:
-            st = path.stat()
-            size = st.st_size
-        except OSError as exc:
+        seen = presence(self.store, ref)
+        if seen.state == "missing":
             raise NotSyncedError(
                 "locked file is not on disk",
                 where=where,
                 expected=str(path),
                 actual="missing",
                 hint="run `modelctl sync`",
-            ) from exc
-        if ref.size is not None and size != ref.size:
+            ) from seen.error
+        if seen.state == "wrong-size":
             raise NotSyncedError(
                 "locked file has the wrong size",
                 where=where,
                 expected=f"{ref.size} bytes",
-                actual=f"{size} bytes at {path}",
+                actual=f"{seen.size} bytes at {path}",
                 hint="run `modelctl sync` to repair it",
             )
         if self.verify == "fast":
-            self._check_record(ref, FileStamp.of(st), path, where)
+            self._check_record(ref, seen, where)
         if self.verify == "full":
             actual = digest_file(path, ref.digest.algorithm)
             if actual != ref.digest:
@@ -233,7 +222,7 @@ class LockedModels:
                     hint="run `modelctl sync` to replace it",
                 )
 
-    def _check_record(self, ref: FileRef, stamp: FileStamp, path: Path, where: str) -> None:
+    def _check_record(self, ref: FileRef, seen: Presence, where: str) -> None:
         """Refuse what the disk itself says is not the locked content, without reading it.
 
         - an HF cache snapshot link names its blob by digest: another name means the file
@@ -245,6 +234,7 @@ class LockedModels:
         Docker build), passes on its size: fast mode never reads content, and never writes
         (the runtime may run on a read-only file system). ``verify="full"`` hashes.
         """
+        path, record, stamp = seen.path, seen.record, seen.stamp
         if path.is_symlink() and os.path.basename(os.readlink(path)) != ref.digest.hex:
             raise NotSyncedError(
                 "the cached file is stored under another digest than the lock's",
@@ -253,8 +243,7 @@ class LockedModels:
                 actual=f"blob {os.path.basename(os.readlink(path))} at {path}",
                 hint="run `modelctl sync` (or check the lockfile: was it edited by hand?)",
             )
-        record = read_record(self.store.record_path(ref))
-        if record is None or record.stamp.inode != stamp.inode:
+        if record is None or stamp is None or record.stamp.inode != stamp.inode:
             return
         if record.digest != ref.digest:
             raise NotSyncedError(
@@ -304,8 +293,6 @@ class LockedModels:
         return onnxruntime.InferenceSession(str(self.path(asset, filename)), **kwargs)
 
     def load_kokoro(self, asset: str) -> Kokoro:
-        from modelctl.runtime.kokoro import Kokoro
-
         return Kokoro.from_paths(self.kokoro(asset))
 
     def load_whisper(self, asset: str, **kwargs: Any) -> Any:

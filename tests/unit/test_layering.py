@@ -1,5 +1,7 @@
-"""Imports go one way (cli -> ops -> hub/store/fetch -> plan/lockfile/... -> types -> errors),
-the runtime loader never imports the Hub, and no module reads the environment at import."""
+"""Imports go one way (cli -> locking/sync/bundle -> fetch/partial/presence -> store/hub/http
+-> plan/lockfile/... -> types -> errors), no two modules import each other (not even lazily),
+the runtime never imports what reaches the network (and a real import of it loads none),
+and no module reads the environment at import."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ LAYERS: dict[str, int] = {
     "paths": 2,
     "yamldoc": 2,
     "settings": 2,
+    "atomic": 2,
     "manifest": 3,
     "lockfile": 3,
     "plan": 3,
@@ -160,3 +163,81 @@ def test_import_modelctl_is_cheap_and_provision_is_lazy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
     ).stdout.split()
     assert out == ["[]", "True"]
+
+
+# Inside the runtime package: the model helpers are leaves, the loader uses them.
+RUNTIME_LAYERS: dict[str, int] = {"kokoro": 0, "whisper": 0, "loader": 1, "__init__": 2}
+
+
+def dotted(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in modules() if top(p) == "runtime"],
+    ids=lambda p: str(p.relative_to(PKG)),
+)
+def test_runtime_modules_import_only_below_them(path: Path) -> None:
+    me = path.stem
+    assert me in RUNTIME_LAYERS, f"runtime/{path.name}: add it to RUNTIME_LAYERS"
+    for name in imported(path):
+        parts = name.split(".")
+        if parts[:2] == ["modelctl", "runtime"] and len(parts) > 2:
+            assert RUNTIME_LAYERS[parts[2]] < RUNTIME_LAYERS[me], f"runtime/{me} imports {name}"
+        elif parts[0] == "modelctl" and len(parts) > 1 and parts[1] != "runtime":
+            assert LAYERS[parts[1]] < LAYERS["runtime"], f"runtime/{me} imports {name}"
+
+
+def test_no_import_cycles() -> None:
+    """Not even through lazy or TYPE_CHECKING imports: two modules that need each other
+    are one module, or a third one is missing."""
+    graph: dict[str, set[str]] = {}
+    names = {dotted(p) for p in modules()}
+    for path in modules():
+        me = dotted(path)
+        graph[me] = {n for n in imported(path) if n in names and n not in ("modelctl", me)}
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycle = [*stack[stack.index(node) :], node]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, [*stack, node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+
+
+def test_loading_through_the_runtime_loads_no_http_client(tmp_path: Path) -> None:
+    """A real process: open a lock and ask for a path; nothing that can reach the network
+    (huggingface_hub, httpx2, modelctl's Hub or HTTP modules) is imported."""
+    import subprocess
+    import sys
+
+    from tests.helpers import lock_text
+
+    (tmp_path / "modelctl.lock").write_text(lock_text())
+    code = (
+        "import sys\n"
+        "from modelctl.runtime import open_lock\n"
+        "models = open_lock(verify='none', env={'MODELCTL_TARGET': sys.argv[1]})\n"
+        "models.path('a', 'x.bin')\n"
+        "heavy = ('huggingface_hub', 'httpx2', 'httpx', 'requests', 'modelctl.hub',\n"
+        "         'modelctl.http', 'modelctl.fetch', 'modelctl.sync', 'modelctl.locking')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PKG.parent)},
+    ).stdout.split()
+    assert out == ["[]"]
