@@ -14,6 +14,9 @@ import click
 from modelctl import __version__, locking, project
 from modelctl.cli.format import plan_table
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError
+from modelctl.oci.auth import find_credentials
+from modelctl.oci.reference import Reference
+from modelctl.oci.registry import Registry, RegistryOptions
 from modelctl.settings import Settings, from_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,6 +55,30 @@ def target_option(text: str) -> Callable[[F], F]:
     )
 
 
+def registry_options(func: F) -> F:
+    """--insecure / --ca-cert, shared by push and sync --from."""
+    func = click.option(
+        "--ca-cert",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        envvar="MODELCTL_REGISTRY_CA_CERT",
+        help="Also trust the CA certificates in this PEM file for the registry "
+        "[env: MODELCTL_REGISTRY_CA_CERT]",
+    )(func)
+    func = click.option(
+        "--insecure",
+        is_flag=True,
+        help="Allow plain HTTP, or HTTPS with an unverified certificate, for a registry that "
+        "is not on loopback (test registries only).",
+    )(func)
+    return func
+
+
+def open_registry(ref: Reference, insecure: bool, ca_cert: Path | None) -> Registry:
+    """The registry client, with credentials from the Docker/Podman auth files."""
+    creds = find_credentials(ref.registry, ref.name, os.environ, Path.home())
+    return Registry(ref, creds, RegistryOptions(insecure=insecure, ca_cert=ca_cert))
+
+
 def load_project(manifest_path: Path | None, lockfile_path: Path | None) -> project.Project:
     return project.find_project(manifest_path, lockfile_path, os.environ, Path.cwd())
 
@@ -72,6 +99,7 @@ def cli() -> None:
     modelctl verify   check the files on disk against the lock
     modelctl status   what the cache (or --target) holds for the lock
     modelctl bundle   pack the locked files into one tar for offline machines
+    modelctl push     push the locked files to an OCI registry (ModelPack artifact)
     modelctl gc       list (--delete: remove) what no given lock references
     """
 

@@ -16,13 +16,17 @@ from modelctl.cli.format import human_bytes
 from modelctl.cli.main import (
     EPILOG,
     cli,
+    open_registry,
     project_options,
+    registry_options,
     settings_for,
     target_option,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
 from modelctl.http import default_transport
 from modelctl.hub_source import HubSource
+from modelctl.oci import reference
+from modelctl.oci.pull import OciSource
 from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
 from modelctl.project import LockMode, find_lock, make_store
 from modelctl.settings import Settings
@@ -106,6 +110,14 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
     help="Install from a `modelctl bundle` tar ('-' = stdin) instead of the network: never "
     "connects, verifies every byte, refuses a bundle of another lock.",
 )
+@click.option(
+    "--from",
+    "from_oci",
+    metavar="oci://REGISTRY/NAME[:TAG|@sha256:...]",
+    help="Install from an OCI artifact pushed by `modelctl push` instead of the Hub: verifies "
+    "every byte against this lock, refuses an artifact of another lock, resumes.",
+)
+@registry_options
 @click.option("--json", "as_json", is_flag=True, help="Write progress as NDJSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary line.")
 def sync_cmd(
@@ -117,6 +129,9 @@ def sync_cmd(
     locked: bool,
     frozen: bool,
     bundle: BinaryIO | None,
+    from_oci: str | None,
+    insecure: bool,
+    ca_cert: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -128,9 +143,16 @@ def sync_cmd(
     """
     if locked and frozen:
         raise click.UsageError("--locked and --frozen exclude each other")
+    if bundle is not None and from_oci is not None:
+        raise click.UsageError("--from-bundle and --from exclude each other")
+    oci_ref = reference.parse(from_oci) if from_oci is not None else None
     mode = LockMode.of(locked=locked, frozen=frozen)
     lock, settings = _lock_for_sync(
-        manifest_path, lockfile_path, mode, offline=offline or bundle is not None
+        manifest_path,
+        lockfile_path,
+        mode,
+        # Installing from a bundle or a registry never asks the Hub, not even to re-lock.
+        offline=offline or bundle is not None or oci_ref is not None,
     )
     store = make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet))
@@ -138,6 +160,9 @@ def sync_cmd(
     transport = None if settings.offline else default_transport(urllib.request.getproxies())
     if bundle is not None:
         install_bundle(bundle, lock, store, listener=recorder)
+    elif oci_ref is not None:
+        registry = open_registry(oci_ref, insecure, ca_cert)
+        sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)
     else:
         source = HubSource(settings, jobs=jobs, transport=transport)
         sync(lock, store, source, jobs=jobs, listener=recorder)

@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "project": 5,  # which manifest, lock and mode: never the network (the runtime uses it)
     "runtime": 6,  # checked on its own below: never anything that reaches the network
     "locking": 9,
+    "oci": 9,  # registry client, push, sync --from (a package: its modules import each other)
     "provisioning": 10,  # the in-process API: ops + sync + runtime
     "cli": 11,
 }

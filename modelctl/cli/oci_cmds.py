@@ -1,0 +1,82 @@
+"""Commands for OCI registries: push (``sync --from oci://`` is in sync_cmds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelctl import lockfile
+from modelctl.cli.format import human_bytes
+from modelctl.cli.main import (
+    EPILOG,
+    cli,
+    open_registry,
+    project_options,
+    registry_options,
+    settings_for,
+    target_option,
+)
+from modelctl.cli.sync_cmds import find_lockfile
+from modelctl.oci import reference
+from modelctl.oci.push import DEFAULT_PUSH_JOBS, push
+from modelctl.project import make_store
+
+
+@cli.command("push", epilog=EPILOG)
+@click.argument("dest", metavar="oci://REGISTRY/NAME[:TAG]")
+@project_options
+@target_option("Push from a `sync --target DIR` tree instead of the HF cache.")
+@click.option(
+    "--mount-from",
+    "mount_from",
+    multiple=True,
+    metavar="NAME",
+    help="A repository of the same registry that may hold the blobs already: they are "
+    "mounted from it instead of uploaded (repeatable).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1, max=64),
+    default=DEFAULT_PUSH_JOBS,
+    show_default=True,
+    help="Parallel uploads.",
+)
+@registry_options
+def push_cmd(
+    dest: str,
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    target: Path | None,
+    mount_from: tuple[str, ...],
+    jobs: int,
+    insecure: bool,
+    ca_cert: Path | None,
+) -> None:
+    """Push the locked files and the lockfile to an OCI registry as a ModelPack artifact.
+
+    One raw layer per locked file (digest = sha256 of its bytes), annotated with its
+    path (<asset>/<path>) so oras and Kubernetes image volumes name the files, plus the
+    lockfile. Reads the lockfile and the files synced here (run `modelctl sync` first),
+    hashing every byte on the way out. Blobs the registry has are not uploaded again; the
+    same lock gives the same manifest digest. Prints REGISTRY/NAME:TAG@sha256:...
+    Credentials: ~/.docker/config.json, $REGISTRY_AUTH_FILE, containers' auth.json.
+    Install elsewhere with `modelctl sync --from oci://REGISTRY/NAME[:TAG|@sha256:...]`.
+    """
+    ref = reference.parse(dest)
+    if ref.digest is not None:
+        raise click.UsageError("push takes a tag, not a digest (the digest is computed)")
+    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
+    store = make_store(settings_for(None), target)
+    registry = open_registry(ref, insecure, ca_cert)
+    result = push(
+        lock, store, registry, ref.tag or reference.DEFAULT_TAG, mount_from=mount_from, jobs=jobs
+    )
+    click.echo(
+        f"pushed: {result.files} file(s) in {result.blobs} blob(s): {result.uploaded} "
+        f"uploaded ({human_bytes(result.bytes_uploaded)} sent), {result.present} already "
+        f"there, {result.mounted} mounted; {result.requests} requests",
+        err=True,
+    )
+    click.echo(result.reference)
