@@ -204,6 +204,8 @@ class Registry:
             raise self._unreachable(exc) from exc
         if answer.status == 401:
             self._challenge = self._read_challenge(answer)
+            if self._challenge.scheme == "basic" and self.credentials is not None:
+                self._check_basic()
         elif answer.status != 200:
             raise NetworkError(
                 f"the registry answered GET /v2/ with HTTP {answer.status} "
@@ -212,6 +214,19 @@ class Registry:
                 hint="is this an OCI registry (distribution spec v2 API)?",
             )
         self._connected = True
+
+    def _check_basic(self) -> None:
+        """Try the credentials once on ``GET /v2/``: one clear error instead of one per blob."""
+        assert self.credentials is not None
+        headers = {"Authorization": self.credentials.basic()}
+        answer = self._send(lambda: ("GET", self._ping_url(), headers, None), what="a login")
+        if answer.status in (401, 403):
+            raise AuthError(
+                f"the registry refused the credentials (HTTP {answer.status}: "
+                f"{registry_message(answer.body)})",
+                where=self.ref.registry,
+                hint=self._credentials_hint(),
+            )
 
     def _ping_url(self) -> str:
         return f"{self.scheme}://{self.ref.registry}/v2/"

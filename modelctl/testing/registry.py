@@ -14,8 +14,10 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 
@@ -175,3 +177,167 @@ class Registry:
     ) -> None:
         with contextlib.suppress(OSError):
             self.stop()
+
+
+# --------------------------------------------------------------------------- a proxy
+
+
+@dataclass
+class ProxyLog:
+    """What went through the proxy: one (method, path, status, body bytes sent) per request."""
+
+    requests: list[tuple[str, str, int, int]]
+
+    @property
+    def bytes_down(self) -> int:
+        return sum(r[3] for r in self.requests)
+
+
+class Proxy:
+    """An HTTP proxy in front of a :class:`Registry` (as its clients see it: same API),
+    counting requests and bytes, with faults for tests:
+
+    - ``drop_blob_after=N``: the first blob GET answering more than N bytes is cut after N
+      bytes (the connection closed), as a registry or load balancer dropping mid-blob;
+    - ``redirect_blobs=URL``: blob GETs answer ``307 Location: URL/<digest>?sig=...``, as
+      S3-backed registries do (``BlobStore`` serves them and records the headers it got).
+    """
+
+    def __init__(
+        self,
+        upstream: Registry,
+        *,
+        drop_blob_after: int | None = None,
+        redirect_blobs: str | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.drop_blob_after = drop_blob_after
+        self.redirect_blobs = redirect_blobs
+        self.log = ProxyLog([])
+        self.dropped = 0
+        self._server: ThreadingHTTPServer | None = None
+        self.address = ""
+
+    def start(self) -> Proxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                path = self.path
+                if proxy.redirect_blobs and self.command == "GET" and "/blobs/sha256:" in path:
+                    digest = path.rsplit("/", 1)[1]
+                    self.send_response(307)
+                    self.send_header("Location", f"{proxy.redirect_blobs}/{digest}?sig=test")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    proxy.log.requests.append((self.command, path, 307, 0))
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                cut = (
+                    proxy.drop_blob_after is not None
+                    and proxy.dropped == 0
+                    and self.command == "GET"
+                    and "/blobs/sha256:" in path
+                    and resp.status in (200, 206)
+                    and len(data) > proxy.drop_blob_after
+                )
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                sent = data[: proxy.drop_blob_after] if cut else data
+                if self.command != "HEAD":
+                    self.wfile.write(sent)
+                proxy.log.requests.append((self.command, path, resp.status, len(sent)))
+                if cut:
+                    proxy.dropped += 1
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.address = f"127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Proxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class BlobStore:
+    """Another origin serving blobs by digest (what a registry redirects to), recording the
+    ``Authorization`` header of each request."""
+
+    def __init__(self, blobs: dict[str, bytes]) -> None:
+        self.blobs = blobs
+        self.authorizations: list[str | None] = []
+        self._server: ThreadingHTTPServer | None = None
+        self.url = ""
+
+    def start(self) -> BlobStore:
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_GET(self) -> None:
+                store.authorizations.append(self.headers.get("Authorization"))
+                digest = self.path.split("?")[0].rsplit("/", 1)[1]
+                data = store.blobs.get(digest)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        # "localhost", not 127.0.0.1: another origin than the registry's.
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://localhost:{self._server.server_address[1]}/storage"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> BlobStore:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
