@@ -10,7 +10,7 @@ Hierarchy (each class carries ``exit_code``)::
     │   └── UnsafePathError          a path that would escape its folder
     ├── StaleLockError        (1)    the lockfile does not match the manifest
     ├── VerificationError     (1)    files on disk differ from the lock
-    ├── NetworkError          (3)    the Hub could not be reached or kept failing
+    ├── NetworkError          (3)    the Hub or a registry could not be reached or kept failing
     │   ├── AuthError                401/403: a token is missing or lacks access
     │   ├── OfflineError             offline mode, and something must be fetched
     │   └── HubResponseError         the server's answer is malformed (bad JSON, bad values)
@@ -139,8 +139,8 @@ EXIT_CODES: dict[int, str] = {
     "from the lock (verify)",
     EXIT_INPUT: "bad input: manifest/lockfile syntax or schema, unknown repo, revision or "
     "file, unsafe path, bad option",
-    EXIT_NETWORK: "the Hub could not be reached, denied access, answered malformed data, or "
-    "offline mode forbids a needed download",
+    EXIT_NETWORK: "the Hub or a registry could not be reached, denied access, answered "
+    "malformed data, or offline mode forbids a needed download",
     EXIT_INTEGRITY: "downloaded bytes did not match the locked digest (after one retry)",
     EXIT_STORAGE: "local storage failed (disk full, permission denied, read-only)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); partial downloads are kept for resume",
