@@ -1,21 +1,26 @@
 """A real OCI registry for tests and benchmarks: Debian's ``docker-registry`` (CNCF
 Distribution 2.8) on 127.0.0.1, filesystem storage in a temporary folder.
 
-Variants: plain HTTP; htpasswd basic auth (bcrypt, made with ``htpasswd -B`` from
-apache2-utils); TLS with a certificate from a throwaway CA (made with ``openssl``), which
-a client trusts with ``--ca-cert``. ``.ci/run`` installs the three Debian packages.
+Variants: plain HTTP; Bearer tokens from a :class:`TokenServer` (the distribution spec's
+token flow); htpasswd basic auth (bcrypt, made with ``htpasswd -B`` from apache2-utils);
+TLS with a certificate from a throwaway CA (made with ``openssl``), which a client trusts
+with ``--ca-cert``. ``.ci/run`` installs these Debian packages.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
+import json
+import os
 import shutil
 import socket
 import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,12 +88,14 @@ class Registry:
         *,
         users: dict[str, str] | None = None,
         tls: TestCA | None = None,
+        token: TokenServer | None = None,
         port: int | None = None,
     ) -> None:
         self.folder = folder
         self.storage = folder / "storage"
         self.users = users
         self.tls = tls
+        self.token = token
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = folder / "registry.log"
@@ -116,6 +123,10 @@ class Registry:
         if self.users is not None:
             pw = htpasswd_file(self.folder / "htpasswd", self.users)
             lines += ["auth:", "  htpasswd:", "    realm: modelctl-test", f"    path: {pw}"]
+        elif self.token is not None:
+            t = self.token
+            lines += ["auth:", "  token:", f"    realm: {t.realm}", f"    service: {t.service}",
+                      f"    issuer: {t.issuer}", f"    rootcertbundle: {t.cert}"]  # fmt: skip
         return "\n".join(lines) + "\n"
 
     def start(self) -> Registry:
@@ -337,6 +348,117 @@ class BlobStore:
             self._server = None
 
     def __enter__(self) -> BlobStore:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- token auth
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class TokenServer:
+    """The token service of the distribution spec's Bearer flow, for a :class:`Registry`
+    started with ``token=``: ``GET /token?service=...&scope=...`` with Basic auth answers a
+    JWT (RS256, signed with ``openssl``, the signing certificate in its ``x5c`` header, which
+    the registry trusts through ``rootcertbundle``) granting the asked actions to a known
+    user, and 401 with a distribution-style error to anyone else. Records each request's
+    scopes and user."""
+
+    service = "modelctl-test-registry"
+    issuer = "modelctl-test-issuer"
+
+    def __init__(self, folder: Path, users: dict[str, str]) -> None:
+        self.folder = folder
+        self.users = users
+        self.requests: list[tuple[str | None, list[str]]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self.realm = ""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.key = folder / "token.key"
+        self.cert = folder / "token.crt"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+             "-out", str(self.cert), "-days", "2", "-subj", "/CN=modelctl test token signer"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        self._x5c = base64.b64encode(der).decode("ascii")
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 300,
+            "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access,
+        }  # fmt: skip
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+        signing_input = (
+            _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        )
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(), check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        return signing_input + "." + _b64url(signature)
+
+    def start(self) -> TokenServer:
+        tokens = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                scopes = query.get("scope", [])
+                user = None
+                auth = self.headers.get("Authorization") or ""
+                if auth.startswith("Basic "):
+                    raw = base64.b64decode(auth[6:]).decode()
+                    name, _, password = raw.partition(":")
+                    user = name if tokens.users.get(name) == password else f"!{name}"
+                tokens.requests.append((user, scopes))
+                if user is None or user.startswith("!"):
+                    error = {"code": "UNAUTHORIZED", "message": "invalid username or password"}
+                    body = json.dumps({"errors": [error]}).encode()
+                    self.send_response(401)
+                else:
+                    body = json.dumps(
+                        {"token": tokens.token(user, scopes), "expires_in": 300}
+                    ).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.realm = f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> TokenServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

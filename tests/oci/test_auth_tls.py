@@ -72,7 +72,16 @@ def test_wrong_password_exit_3_with_the_registry_message_and_no_secret(
     dest = f"oci://{auth_registry.address}/team/models:v1"
     args = ["push", dest, "-m", str(project)]
     if command == "sync":
-        args = ["sync", "--frozen", "-m", str(project), "--from", dest]
+        args = [
+            "sync",
+            "--frozen",
+            "-m",
+            str(project),
+            "--from",
+            dest,
+            "--target",
+            str(tmp_path / "t"),
+        ]
     assert main(args) == 3
     out = capsys.readouterr()
     text = out.out + out.err
@@ -110,3 +119,39 @@ def test_tls_with_a_test_ca(
         assert (target / "alpha" / "weights.safetensors").stat().st_size == 300_000
         # --insecure skips verification (test registries only).
         assert main(["push", dest, "-m", str(project), "--insecure"]) == 0
+
+
+def test_bearer_token_flow(
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with (
+        reg.TokenServer(tmp_path / "tokens", {USER: PASSWORD}) as tokens,
+        reg.Registry(tmp_path / "token-registry", token=tokens) as r,
+    ):
+        path = auth_file(tmp_path / "auth.json", r.address, USER, PASSWORD)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(path))
+        dest = f"oci://{r.address}/team/models:v1"
+        assert main(["push", dest, "-m", str(project)]) == 0, capsys.readouterr().err
+        assert (USER, ["repository:team/models:pull,push"]) in tokens.requests
+        # A mount asks for pull on the source repository in the same token.
+        again = ["push", f"oci://{r.address}/team/b:v1", "-m", str(project), "--mount-from",
+                 "team/models"]  # fmt: skip
+        assert main(again) == 0, capsys.readouterr().err
+        assert "6 mounted" in capsys.readouterr().err
+        assert (
+            USER,
+            ["repository:team/b:pull,push", "repository:team/models:pull"],
+        ) in tokens.requests
+        target = tmp_path / "tree"
+        args = ["sync", "--frozen", "-m", str(project), "--target", str(target), "--from", dest]
+        assert main(args) == 0, capsys.readouterr().err
+        assert (USER, ["repository:team/models:pull"]) in tokens.requests
+        assert (target / "beta" / "model.gguf").stat().st_size == 200_000
+        # Wrong password: the token service's own message, exit 3, no secret shown.
+        auth_file(path, r.address, USER, "not-the-password")
+        assert main(["push", dest, "-m", str(project)]) == 3
+        err = capsys.readouterr().err
+        assert "invalid username or password" in err and "not-the-password" not in err

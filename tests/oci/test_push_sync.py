@@ -74,6 +74,7 @@ def test_push_then_sync_elsewhere_with_the_hub_stopped(
     # verify agrees, and a second sync fetches nothing.
     assert main(["verify", "--full", "--lockfile", str(lock_path)]) == 0
     capsys.readouterr()
+    registry.stop()  # a warm node does not even ask the registry
     assert main(["sync", "--frozen", "--lockfile", str(lock_path), "--from", dest]) == 0
     assert "6 already present" in capsys.readouterr().err
 
