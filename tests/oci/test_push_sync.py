@@ -15,7 +15,7 @@ from modelctl.oci.push import push
 from modelctl.oci.reference import parse
 from modelctl.oci.registry import Registry, RegistryOptions
 from modelctl.runtime import open_lock
-from modelctl.store import HfCacheStore
+from modelctl.store import HfCacheStore, TargetStore
 from modelctl.testing import registry as reg
 from modelctl.testing.hub import LocalHub
 from modelctl.types import Lock
@@ -146,3 +146,28 @@ def test_manifest_is_modelpack(project: Path, registry: reg.Registry, hf_env: Pa
 def _manifest(r: reg.Registry, name: str, tag: str) -> bytes:
     data, _, _ = client(r, name, tag).get_manifest(parse(f"oci://{r.address}/{name}:{tag}"))
     return data
+
+
+def test_chunked_upload_and_push_from_a_target_tree(
+    project: Path, registry: reg.Registry, hf_env: Path, tmp_path: Path,
+    repos: dict[str, dict[str, bytes]], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    lock = lock_of(project)
+    target = tmp_path / "tree"
+    assert main(["sync", "--frozen", "-q", "-m", str(project), "--target", str(target)]) == 0
+    # Blobs over 64 KiB go in PATCH chunks of 64 KiB (the 300 kB file: 5 chunks).
+    small_chunks = Registry(
+        parse(f"oci://{registry.address}/team/chunked:v1"), None, RegistryOptions(chunk_size=65536)
+    )
+    from_tree = push(lock, TargetStore(target), small_chunks, "v1")
+    from_cache = push(lock, HfCacheStore(hf_env), client(registry, "team/whole"), "v1")
+    assert from_tree.digest == from_cache.digest  # same lock, same artifact, wherever read
+    # 300 kB in 5 PATCHes and 200 kB in 4, where a monolithic upload sends one PUT each.
+    assert from_tree.requests == from_cache.requests + 5 + 4
+    out = tmp_path / "out"
+    dest = f"oci://{registry.address}/team/chunked@{from_tree.digest}"
+    capsys.readouterr()
+    assert main(["sync", "--frozen", "-m", str(project), "--target", str(out), "--from", dest]) == 0
+    assert (out / "alpha/weights.safetensors").read_bytes() == repos["org/alpha"][
+        "weights.safetensors"
+    ]
