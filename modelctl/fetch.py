@@ -93,6 +93,15 @@ class FetchContext:
     record_blake3: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
     sleep: Callable[[float], None] = time.sleep
+    # How messages name the server and what they advise (another source, e.g. an OCI
+    # registry, says its own).
+    server: str = "the Hub"
+    auth_hint: str = "set HF_TOKEN to a token with access to this repo"
+    missing_hint: str = "the repo changed or was deleted; `modelctl lock --upgrade` re-resolves"
+    mismatch_hint: str = (
+        "retry later; if it persists the Hub content or the lock is wrong "
+        "(`modelctl lock --upgrade` re-reads it)"
+    )
 
     def url(self, ref: FileRef) -> str:
         return hf.hf_hub_url(
@@ -288,8 +297,7 @@ class _Download:
                             where=self.where,
                             expected=exc.expected,
                             actual=exc.actual,
-                            hint="retry later; if it persists the Hub content or the lock is "
-                            "wrong (`modelctl lock --upgrade` re-reads it)",
+                            hint=self.ctx.mismatch_hint,
                         ) from None
                     continue
                 break
@@ -372,22 +380,24 @@ class _Download:
             raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
         if status in (401, 403):
             raise AuthError(
-                f"the Hub refused the download (HTTP {status})",
+                f"{self.ctx.server} refused the download (HTTP {status})",
                 where=self.where,
-                hint="set HF_TOKEN to a token with access to this repo",
+                hint=self.ctx.auth_hint,
             )
         if status == 404:
             code = resp.header("X-Error-Code") or "not found"
             raise ResolveError(
-                f"the Hub has no such file at the locked commit ({code})",
+                f"{self.ctx.server} has no such file at the locked commit ({code})",
                 where=self.where,
-                hint="the repo changed or was deleted; `modelctl lock --upgrade` re-resolves",
+                hint=self.ctx.missing_hint,
             )
         if status == 416 and offset:
             self._restart()  # the partial file is not a prefix the server recognizes
             raise _Transient("HTTP 416 for a resumed download")
         if status not in (200, 206):
-            raise NetworkError(f"unexpected answer from the Hub (HTTP {status})", where=self.where)
+            raise NetworkError(
+                f"unexpected answer from {self.ctx.server} (HTTP {status})", where=self.where
+            )
         length = header_int(resp.header("Content-Length"))
         if status == 200:
             if offset:
@@ -461,7 +471,7 @@ class _Download:
         size = self.part.size
         if size is not None and at + n > size:
             raise Mismatch(
-                "the Hub sent more bytes than the locked size",
+                f"{self.ctx.server} sent more bytes than the locked size",
                 expected=f"{size} bytes",
                 actual=f"more than {size} bytes",
             )

@@ -130,6 +130,13 @@ class OciSource:
             cancel=cancel,
             registry=self.registry,
             urls=urls,
+            server=f"the registry ({self.registry.where})",
+            auth_hint="check the registry credentials (`docker login` / `podman login`, "
+            "REGISTRY_AUTH_FILE)",
+            missing_hint="the artifact's blob is gone from the registry: push the lock again "
+            "(`modelctl push`)",
+            mismatch_hint="the registry's copy is damaged or was altered: push the lock again "
+            "(`modelctl push`), or sync from the Hub",
         )
 
         def one(pf: PlannedFile) -> PlannedFile | None:

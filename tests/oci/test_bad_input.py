@@ -146,6 +146,7 @@ def test_damaged_blob_exit_4_nothing_at_the_final_path(
     assert main(sync_args(project, pushed, target)) == 4
     err = capsys.readouterr().err
     assert "integrity error" in err and "do not match the locked digest" in err
+    assert "the registry's copy is damaged" in err and "modelctl push" in err
     assert not (target / "beta" / "model.gguf").exists()
     assert not list((target / "beta").glob(".*partial*"))
     # The other files are installed and verified; the damaged one stays missing.
@@ -197,3 +198,17 @@ def test_blob_redirect_followed_without_credentials(
     assert len(storage.authorizations) >= 5  # the lockfile and every distinct file
     assert storage.authorizations == [None] * len(storage.authorizations)
     assert (target / "beta" / "model.gguf").read_bytes() == repos["org/beta"]["model.gguf"]
+
+
+def test_blob_gone_from_the_registry_exit_2_naming_push(
+    project: Path, pushed: str, registry: reg.Registry, repos: dict[str, dict[str, bytes]],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    gguf = repos["org/beta"]["model.gguf"]
+    registry.blob_path("sha256:" + hashlib.sha256(gguf).hexdigest()).unlink()
+    target = tmp_path / "t"
+    assert main(sync_args(project, pushed, target)) == 2
+    err = capsys.readouterr().err
+    assert f"the registry ({registry.address}/team/models) has no such file" in err
+    assert "push the lock again" in err and "HF_TOKEN" not in err
+    assert not (target / "beta" / "model.gguf").exists()
