@@ -24,30 +24,30 @@ LAYERS: dict[str, int] = {
     "atomic": 2,
     "manifest": 3,
     "lockfile": 3,
+    "hubjson": 3,
     "plan": 3,
     "progress": 3,
-    "hubjson": 3,
+    "store": 4,
     "record": 4,
     "filelock": 4,
-    "store": 4,
-    "hub": 4,
     "http": 4,
+    "hub": 4,
+    "presence": 5,  # what is on disk: status, runtime, bundle, plan and sync ask it
+    "partial": 5,  # the only writer of synced bytes
     "parallel": 5,
-    "partial": 5,
-    "presence": 5,
-    "fetch": 6,
     "resolve": 5,
+    "project": 5,  # which manifest, lock and mode: never the network (the runtime uses it)
+    "fetch": 6,
+    "runtime": 6,  # checked on its own below: never anything that reaches the network
+    "sync": 7,  # the skeleton: knows Sources only by their protocol
     "verify": 7,
-    "sync": 7,
     "status": 7,
     "gc": 7,
     "hub_source": 8,
     "bundle": 8,
-    "project": 5,  # which manifest, lock and mode: never the network (the runtime uses it)
-    "runtime": 6,  # checked on its own below: never anything that reaches the network
     "locking": 9,
     "oci": 9,  # registry client, push, sync --from (a package: its modules import each other)
-    "provisioning": 10,  # the in-process API: ops + sync + runtime
+    "provisioning": 10,  # the in-process API: locking + sync + runtime
     "cli": 11,
 }
 # The runtime loader hands out paths: it must not reach the network in any way.
