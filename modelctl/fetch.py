@@ -49,18 +49,25 @@ from modelctl.http import (
     abort,
     describe,
     header_int,
-    retry_after,
 )
+from modelctl.huberrors import refusal
 from modelctl.partial import Mismatch, PartialFile
 from modelctl.plan import PlannedFile
 from modelctl.presence import check_local
 from modelctl.progress import ProgressTracker
+from modelctl.retry import (
+    DEFAULT_POLICY,
+    RETRY_STATUSES,
+    Backoff,
+    RetryPolicy,
+    ServerWait,
+    server_wait,
+)
 from modelctl.store import Store, check_writable
 from modelctl.types import FileRef
 
 MiB: Final = 1024 * 1024
 CHUNK: Final = 8 * MiB  # per transfer; reused, so 8 jobs hold 64 MiB
-RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _CONTENT_RANGE: Final = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _PIPE_POLL_S: Final = 0.1  # a reader waiting for a free buffer checks cancel this often
 PIPELINE_BUFFERS: Final = 4  # of chunk_size each, per file receiving on two threads
@@ -70,22 +77,13 @@ PIPELINE_BUFFERS: Final = 4  # of chunk_size each, per file receiving on two thr
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    failures: int = 5  # consecutive failed attempts (no new byte) before giving up
-    backoff_s: float = 0.5  # doubled after each failure ...
-    backoff_max_s: float = 8.0  # ... up to this
-    retry_after_max_s: float = 30.0  # a server's Retry-After is honoured up to this
-    mismatches: int = 1  # a digest/size mismatch starts again from zero this many times
-
-
-@dataclass(frozen=True)
 class FetchContext:
     """What every file's fetch shares: where from, how, and how to stop."""
 
     endpoint: str
     token: str | None
     transport: Transport
-    policy: RetryPolicy = RetryPolicy()
+    policy: RetryPolicy = DEFAULT_POLICY
     chunk_size: int = CHUNK
     # blake3 while streaming makes later `verify --full` runs fast, but costs a third of
     # the download rate (measured: 4 x 128 MiB on 2 cores, 1.4 -> 1.0 GB/s). Without it,
@@ -98,6 +96,8 @@ class FetchContext:
     server: str = "the Hub"
     auth_hint: str = "set HF_TOKEN to a token with access to this repo"
     missing_hint: str = "the repo changed or was deleted; `modelctl lock --upgrade` re-resolves"
+    # Refusals explained by the Hub's X-Error-Code / X-Error-Message (modelctl.huberrors).
+    hub_errors: bool = True
     mismatch_hint: str = (
         "retry later; if it persists the Hub content or the lock is wrong "
         "(`modelctl lock --upgrade` re-reads it)"
@@ -157,10 +157,10 @@ def fetch_file(
 class _Transient(Exception):
     """A failure worth retrying from where the file stopped."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, told: ServerWait | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retry_after = retry_after
+        self.told = told
 
 
 class _Gauge:
@@ -319,7 +319,7 @@ class _Download:
             # An earlier run wrote every byte but was stopped before the rename: asking
             # for `bytes=<size>-` would get a 416 and a download from zero. Verify it.
             return
-        failures = 0
+        backoff = Backoff(self.ctx.policy)
         while True:
             before = part.offset
             try:
@@ -330,20 +330,13 @@ class _Download:
             except _Transient as exc:
                 # Only attempts that bring nothing new count toward giving up: a long
                 # download over a flaky link keeps going as long as it advances.
-                failures = 0 if part.offset > before else failures + 1
-                if failures >= self.ctx.policy.failures:
-                    raise NetworkError(
-                        f"download failed after {failures} attempts ({exc.reason})",
-                        where=self.where,
-                        hint="check the network and run `modelctl sync` again: it resumes",
-                    ) from None
-                self.ctx.pause(self._backoff(max(failures, 1), exc.retry_after))
-
-    def _backoff(self, failures: int, retry_after: float | None) -> float:
-        p = self.ctx.policy
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), p.retry_after_max_s)
-        return min(p.backoff_s * 2.0 ** (failures - 1), p.backoff_max_s)
+                if part.offset > before:
+                    backoff.progressed()
+                wait = backoff.next(exc.told)
+                if wait is None:
+                    raise _gave_up(exc.reason, backoff.failures, self.where) from None
+                self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
+                self.ctx.pause(wait)
 
     def _attempt(self) -> None:
         """One request, its body streamed into the partial file."""
@@ -372,24 +365,31 @@ class _Download:
         status = resp.status
         offset = self.part.offset
         if status in RETRY_STATUSES:
-            raise _Transient(f"HTTP {status}", retry_after(resp.header("Retry-After")))
+            told = server_wait(status, resp.header("Retry-After"), resp.header("RateLimit"))
+            raise _Transient(f"HTTP {status}", told)
         if resp.redirected and status in (401, 403, 404):
             # The Hub accepted the request and sent us to its file storage (a CDN, with a
             # signed URL): a refusal there is no verdict on the lock or the token, and the
             # next attempt gets a fresh URL from the Hub.
             raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
-        if status in (401, 403):
+        code = resp.header("X-Error-Code") or ""
+        if status == 404 and code in ("", "EntryNotFound", "RevisionNotFound"):
+            raise ResolveError(
+                f"{self.ctx.server} has no such file at the locked commit ({code or 'not found'})",
+                where=self.where,
+                hint=self.ctx.missing_hint,
+            )
+        if status in (401, 403, 404):
+            if self.ctx.hub_errors:
+                ref = self.ref
+                raise refusal(
+                    status, _Headers(resp), self.where, self.ctx.endpoint, ref.repo_id,
+                    ref.repo_type, self.ctx.token,
+                )  # fmt: skip
             raise AuthError(
                 f"{self.ctx.server} refused the download (HTTP {status})",
                 where=self.where,
                 hint=self.ctx.auth_hint,
-            )
-        if status == 404:
-            code = resp.header("X-Error-Code") or "not found"
-            raise ResolveError(
-                f"{self.ctx.server} has no such file at the locked commit ({code})",
-                where=self.where,
-                hint=self.ctx.missing_hint,
             )
         if status == 416 and offset:
             self._restart()  # the partial file is not a prefix the server recognizes
@@ -481,6 +481,29 @@ class _Download:
         self.part.write(data)
         self.transferred += len(data)
         self.tracker.advanced(self.pf, self.part.offset, len(data))
+
+
+class _Headers:
+    """A response's headers as the Mapping-like ``get`` that :func:`refusal` reads."""
+
+    def __init__(self, resp: Response) -> None:
+        self._resp = resp
+
+    def get(self, key: str, /) -> str | None:
+        return self._resp.header(key)
+
+
+def _gave_up(reason: str, attempts: int, where: str) -> NetworkError:
+    hint = "check the network and run `modelctl sync` again: it resumes"
+    if "HTTP 429" in reason:
+        hint = (
+            "the Hub rate-limits this client: wait for its window (5 minutes on "
+            "huggingface.co), log in (`hf auth login`) for a larger quota, then run "
+            "`modelctl sync` again: it resumes"
+        )
+    return NetworkError(
+        f"download failed after {attempts} attempts ({reason})", where=where, hint=hint
+    )
 
 
 def _close_pipeline(pipe: _Pipeline, failure: BaseException | None) -> None:

@@ -7,8 +7,13 @@ future sources plug in their own). Two implementations:
   origin; the body is read straight into the caller's reused buffer. Measured on loopback
   (2 cores, 512 MiB file, same server): httpx2 (huggingface_hub's session) ``iter_raw``
   gives about 0.47 GB/s, ``http.client`` about 1.5 GB/s.
-- :class:`HttpxTransport`: huggingface_hub's shared httpx2 session, used when a proxy is
-  configured (``http.client`` ignores proxy variables).
+  It speaks HTTPS with the verification rules of huggingface_hub's httpx2 session
+  (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else the system's store: the very context
+  httpcore2 builds) and goes through ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``
+  (``NO_PROXY`` honoured): HTTPS through a ``CONNECT`` tunnel, HTTP as an absolute-URI
+  request to the proxy.
+- :class:`HttpxTransport`: huggingface_hub's shared httpx2 session, used only for proxies
+  ``http.client`` cannot reach (an ``https://`` or ``socks`` proxy URL).
 
 Both follow redirects (at most :data:`MAX_REDIRECTS`), drop ``Authorization`` when a
 redirect leaves the origin, send ``Accept-Encoding: identity``, and tell the caller
@@ -17,17 +22,18 @@ whether the answer came from where the Hub redirected (``Response.redirected``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import email.utils
 import http.client
 import ssl
 import threading
-import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
+import httpcore2
 import httpx2
 import huggingface_hub as hf
 
@@ -59,8 +65,58 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class Timeouts:
-    connect_s: float = 10.0
+    connect_s: float = 10.0  # to connect, and then to receive the answer's headers
     read_s: float = 60.0  # a stalled socket read fails after this, and is retried
+
+    @classmethod
+    def for_download(cls, seconds: float) -> Timeouts:
+        """HF_HUB_DOWNLOAD_TIMEOUT (``Settings.download_timeout_s``) as huggingface_hub
+        uses it: for the connection and the headers; a body read may stall as long."""
+        return cls(connect_s=seconds, read_s=max(cls.read_s, seconds))
+
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str | None  # "Basic ..." from user:password in the proxy URL
+
+    @classmethod
+    def parse(cls, url: str) -> Proxy | None:
+        """An ``http://[user:pass@]host[:port]`` proxy, or None for one http.client cannot
+        speak to (https://, socks...)."""
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            return None
+        auth = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        return cls(parts.hostname, parts.port or 80, auth)
+
+
+def proxy_for(origin: Origin, proxies: Mapping[str, str]) -> str | None:
+    """The proxy URL for a target (``urllib.request.getproxies()`` names), honouring
+    ``no_proxy``."""
+    scheme, host, _port = origin
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url:
+        return None
+    # proxy_bypass_environment: NO_PROXY as urllib reads it (not in typeshed).
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if "no" in proxies and bypass(host, dict(proxies)):
+        return None
+    return url
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The context huggingface_hub's httpx2 session verifies with (httpcore2's default):
+    SSL_CERT_FILE, else SSL_CERT_DIR, else the system store. Read when a transport is
+    made, never at import."""
+    return httpcore2.default_ssl_context()
 
 
 class _StdlibResponse:
@@ -101,10 +157,25 @@ class _StdlibResponse:
 class StdlibTransport:
     """``http.client`` with one keep-alive connection per thread and origin."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts()) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts = Timeouts(),
+        proxies: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._timeouts = timeouts
         self._local = threading.local()
-        self._ssl = ssl.create_default_context()
+        self._ssl = ssl_context if ssl_context is not None else default_ssl_context()
+        self._proxies = dict(proxies or {})
+
+    def _proxy(self, origin: Origin) -> Proxy | None:
+        url = proxy_for(origin, self._proxies)
+        if url is None:
+            return None
+        proxy = Proxy.parse(url)
+        if proxy is None:
+            raise http.client.InvalidURL("a proxy http.client cannot use (not http://)")
+        return proxy
 
     def _pool(self) -> dict[tuple[str, str, int], http.client.HTTPConnection]:
         pool: dict[tuple[str, str, int], http.client.HTTPConnection] | None = getattr(
@@ -121,12 +192,22 @@ class StdlibTransport:
         if conn is not None:
             return conn, True
         scheme, host, port = origin
+        proxy = self._proxy(origin)
+        timeout = self._timeouts.connect_s
         if scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, port, timeout=self._timeouts.connect_s, context=self._ssl
-            )
+            if proxy is None:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+            else:
+                # TLS to the target inside a CONNECT tunnel: the proxy sees no request.
+                conn = http.client.HTTPSConnection(
+                    proxy.host, proxy.port, timeout=timeout, context=self._ssl
+                )
+                auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
+                conn.set_tunnel(host, port, headers=auth)
+        elif proxy is not None:
+            conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=self._timeouts.connect_s)
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
         return conn, False
 
     def get(self, url: str, headers: Mapping[str, str]) -> Response:
@@ -164,6 +245,12 @@ class StdlibTransport:
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        proxy = self._proxy(origin) if origin[0] == "http" else None
+        if proxy is not None:
+            # Plain HTTP through a proxy: the absolute URI in the request line.
+            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
+            if proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
         while True:
             conn, reused = self._connection(origin)
             try:
@@ -237,11 +324,12 @@ class HttpxTransport:
         return _HttpxResponse(self._client.send(request, stream=True, follow_redirects=True))
 
 
-def default_transport(proxies: Mapping[str, str]) -> Transport:
-    """The fast stdlib transport, unless a proxy is configured (``urllib.request.getproxies()``)."""
-    if any(k in proxies for k in ("http", "https", "all")):
-        return HttpxTransport()
-    return StdlibTransport()
+def default_transport(proxies: Mapping[str, str], timeouts: Timeouts = Timeouts()) -> Transport:
+    """The fast stdlib transport, through the configured proxies
+    (``urllib.request.getproxies()``); httpx2 only for a proxy http.client cannot use."""
+    if any(Proxy.parse(proxies[k]) is None for k in ("http", "https", "all") if proxies.get(k)):
+        return HttpxTransport(timeouts=timeouts)
+    return StdlibTransport(timeouts, proxies)
 
 
 TRANSPORT_ERRORS: Final = (OSError, http.client.HTTPException, httpx2.HTTPError)
@@ -260,20 +348,6 @@ def header_int(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
-
-
-def retry_after(text: str | None) -> float | None:
-    """``Retry-After``: seconds, or an HTTP date."""
-    if not text:
-        return None
-    text = text.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(float(when.timestamp()) - time.time(), 0.0)
 
 
 def describe(exc: BaseException) -> str:

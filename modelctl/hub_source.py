@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelctl.errors import ModelctlError, OfflineError
-from modelctl.fetch import FetchContext, RetryPolicy, fetch_file
-from modelctl.http import Transport, default_transport
+from modelctl.fetch import FetchContext, fetch_file
+from modelctl.http import Timeouts, Transport, default_transport
 from modelctl.parallel import default_jobs, run_parallel
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
+from modelctl.retry import RetryPolicy
 from modelctl.settings import Settings
 from modelctl.store import Store
 
-DEFAULT_POLICY = RetryPolicy()
+
+def transport_for(settings: Settings, proxies: Mapping[str, str]) -> Transport:
+    """The download transport: through ``proxies`` (``urllib.request.getproxies()`` names),
+    with HF_HUB_DOWNLOAD_TIMEOUT."""
+    return default_transport(proxies, Timeouts.for_download(settings.download_timeout_s))
+
+
+def policy_for(settings: Settings) -> RetryPolicy:
+    """The default retry policy, with the server-asked wait capped as configured."""
+    return RetryPolicy(retry_after_max_s=settings.retry_wait_max_s)
 
 
 @dataclass(frozen=True)
@@ -31,7 +41,7 @@ class HubSource:
     settings: Settings
     jobs: int | None = None  # parallel downloads; default min(8, files)
     transport: Transport | None = None  # default: http.client, or httpx with a proxy
-    policy: RetryPolicy = DEFAULT_POLICY
+    policy: RetryPolicy | None = None  # default: policy_for(settings)
     record_blake3: bool = False  # see FetchContext.record_blake3
 
     def fetch(
@@ -51,8 +61,8 @@ class HubSource:
             # Proxies as the CLI honours them: http.client alone would ignore them.
             transport=self.transport
             if self.transport is not None
-            else default_transport(urllib.request.getproxies()),
-            policy=self.policy,
+            else transport_for(self.settings, urllib.request.getproxies()),
+            policy=self.policy if self.policy is not None else policy_for(self.settings),
             record_blake3=self.record_blake3,
             cancel=cancel,
         )

@@ -57,13 +57,14 @@ def shown(value: object, limit: int = 80) -> str:
 class _Reader:
     """Raises HubResponseError for one repo-info answer, all naming the same place."""
 
-    def __init__(self, here: str, endpoint: str) -> None:
+    def __init__(self, here: str, endpoint: str, what: str = "repo metadata") -> None:
         self.here = here
         self.endpoint = endpoint
+        self.what = what
 
     def bad(self, what: str, expected: str, actual: object) -> HubResponseError:
         return HubResponseError(
-            f"the Hub's repo metadata is malformed: {what}",
+            f"the Hub's {self.what} is malformed: {what}",
             where=self.here,
             expected=expected,
             actual=shown(actual),
@@ -103,16 +104,63 @@ def parse_repo_info(
     return RepoSnapshot(repo_id, repo_type, commit, files)
 
 
-def _sibling(r: _Reader, s: object) -> RemoteFile:
-    if not isinstance(s, dict):
-        raise r.bad("a `siblings` entry is not an object", "an object with `rfilename`", s)
-    path = s.get("rfilename")
+def parse_tree_page(
+    body: bytes, repo_id: str, repo_type: RepoType, commit: str, endpoint: str
+) -> list[RemoteFile]:
+    """The files of one page of ``GET /api/{type}s/{repo}/tree/{commit}?recursive=true``:
+    a list of ``{type, path, size, oid, lfs{oid, size, pointerSize}, xetHash}``, where
+    ``oid`` is the git blob id and ``lfs.oid`` the sha256 (as huggingface_hub's RepoFile
+    reads them). Folders are skipped; every value is checked as in the repo info."""
+    r = _Reader(where(repo_id, repo_type, commit), endpoint, "tree listing")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise r.bad("not a JSON document", "a JSON list", _cause(exc)) from exc
+    if not isinstance(data, list):
+        raise r.bad("the answer is not a list", "a JSON list of entries", type(data).__name__)
+    files: list[RemoteFile] = []
+    for entry in data:
+        if not isinstance(entry, dict):
+            raise r.bad("an entry is not an object", "an object with `type` and `path`", entry)
+        kind = entry.get("type")
+        if kind == "directory":
+            continue
+        if kind != "file":
+            raise r.bad("an entry of unknown `type`", "'file' or 'directory'", kind)
+        files.append(_tree_file(r, entry))
+    return files
+
+
+def _tree_file(r: _Reader, e: dict[str, Any]) -> RemoteFile:
+    path = _path(r, e.get("path"), "path")
+    size = r.size(e.get("size"), path)
+    lfs = e.get("lfs")
+    if lfs is None:
+        return RemoteFile(path, size, _try_digest("gitsha1", e.get("oid")))
+    if not isinstance(lfs, dict):
+        raise r.bad(f"the `lfs` entry of {path!r}", "an object with `oid` and `size`", lfs)
+    lfs_size = r.size(lfs.get("size"), path)
+    if lfs_size is not None and size is not None and lfs_size != size:
+        raise r.bad(f"two sizes for {path!r}", f"size {size} in both places", lfs_size)
+    return RemoteFile(
+        path, lfs_size if lfs_size is not None else size, _try_digest("sha256", lfs.get("oid"))
+    )
+
+
+def _path(r: _Reader, path: object, key: str) -> str:
     if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS:
         raise r.bad(
-            "a file without a usable `rfilename`",
+            f"a file without a usable `{key}`",
             f"a path of 1 to {MAX_PATH_CHARS} characters",
             path,
         )
+    return path
+
+
+def _sibling(r: _Reader, s: object) -> RemoteFile:
+    if not isinstance(s, dict):
+        raise r.bad("a `siblings` entry is not an object", "an object with `rfilename`", s)
+    path = _path(r, s.get("rfilename"), "rfilename")
     size = r.size(s.get("size"), path)
     lfs = s.get("lfs")
     if lfs is None:
@@ -139,6 +187,25 @@ def _try_digest(algorithm: str, hexdigest: object) -> Digest | None:
         return None  # not a digest of that algorithm: treated as unknown, asked by HEAD
 
 
+def checked_listing(
+    files: Iterable[RemoteFile], listed: Iterable[str], here: str, endpoint: str
+) -> tuple[RemoteFile, ...]:
+    """All pages of a tree listing as one listing a disk can hold, which names every
+    file the repo info listed (its ``siblings`` may be cut short, never longer)."""
+    r = _Reader(here, endpoint, "tree listing")
+    files = tuple(files)
+    check_listing(r, (f.path for f in files))
+    names = {f.path for f in files}
+    missing = sorted(set(listed) - names)
+    if missing:
+        raise r.bad(
+            f"{len(missing)} file(s) of the repo info are not in it, e.g. {missing[0]!r}",
+            "every file of `siblings` in the tree",
+            missing[:3],
+        )
+    return files
+
+
 def check_listing(r: _Reader, paths: Iterable[str]) -> None:
     """A listing a disk can hold: no path twice, no path that is a file and a folder."""
     seen: set[str] = set()
@@ -160,3 +227,17 @@ def check_listing(r: _Reader, paths: Iterable[str]) -> None:
 
 def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def check_pinned(revision: str, snap: RepoSnapshot) -> None:
+    """Asked for a commit (pinned by the lock or the manifest), the Hub must answer that very
+    commit: otherwise the lock would silently move to other bytes."""
+    if is_commit(revision) and snap.commit != revision:
+        raise HubResponseError(
+            "the Hub answered another commit than the one pinned",
+            where=where(snap.repo_id, snap.repo_type, revision),
+            expected=f"commit {revision}",
+            actual=f"commit {snap.commit}",
+            hint="the endpoint misbehaves (or a mirror rewrites history): lock against a "
+            "trusted endpoint; `modelctl lock --upgrade` re-resolves branches on purpose",
+        )

@@ -29,12 +29,21 @@ from modelctl.project import (
     read_manifest,
 )
 from modelctl.resolve import resolve
+from modelctl.retry import RetryPolicy
 from modelctl.settings import Settings
 from modelctl.types import Lock, Manifest
 
 
-def make_client(settings: Settings) -> HubClient:
-    return HfHubClient(settings.endpoint, settings.token, settings.offline)
+def make_client(settings: Settings, on_wait: Callable[[str], None] | None = None) -> HubClient:
+    """The Hub client for lock; ``on_wait`` is told each wait before a retry."""
+    return HfHubClient(
+        settings.endpoint,
+        settings.token,
+        settings.offline,
+        settings.metadata_timeout_s,
+        policy=RetryPolicy(retry_after_max_s=settings.retry_wait_max_s),
+        on_wait=on_wait,
+    )
 
 
 @dataclass(frozen=True)

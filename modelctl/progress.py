@@ -4,7 +4,8 @@ Events, in order::
 
     DownloadPlanReady               once, before any transfer
     FileStarted / FileProgress /    per file, from worker threads (serialized here),
-    FileDone / FileFailed           each followed by an AggregateProgress
+    FileDone / FileFailed /         each followed by an AggregateProgress
+    FileWaiting                     a retry waits (rate limit, server error, dropped link)
     SyncFinished                    once, at the end (also after a failure)
 
 :class:`ProgressTracker` turns what the workers report into these events. It holds one
@@ -92,6 +93,23 @@ class FileFailed:
 
 
 @dataclass(frozen=True)
+class FileWaiting:
+    """A retry of this file waits ``seconds`` first, for ``reason`` (told to the user)."""
+
+    file: PlannedFile
+    seconds: float
+    reason: str  # e.g. 'rate limited: RateLimit "resolvers" resets in 30 s'
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": "file_waiting",
+            **_file_json(self.file),
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class AggregateProgress:
     bytes_downloaded: int  # toward total_bytes, resumed prefixes included; never decreases
     total_bytes: int  # known sizes of the files to download
@@ -137,6 +155,7 @@ Event = (
     | FileProgress
     | FileDone
     | FileFailed
+    | FileWaiting
     | AggregateProgress
     | SyncFinished
 )
@@ -269,6 +288,10 @@ class ProgressTracker:
             self._totals.completed(f)
             self._done += 1
             self._emit(FileDone(f, digest, transferred))
+
+    def waiting(self, f: PlannedFile, seconds: float, reason: str) -> None:
+        with self._lock:
+            self._emit(FileWaiting(f, seconds, reason))
 
     def failed(self, f: PlannedFile, error: str) -> None:
         with self._lock:

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.http import Transport, default_transport
+from modelctl.http import Transport
 from modelctl.hub import HubClient
-from modelctl.hub_source import HubSource
+from modelctl.hub_source import HubSource, transport_for
 from modelctl.locking import lock_for
 from modelctl.plan import DownloadPlan, plan_lock
 from modelctl.presence import present_refs
@@ -198,7 +198,7 @@ def provision(
         lock, manifest, target=target, cache_dir=cache_dir, offline=offline, env=env, cwd=Path.cwd()
     )
     if transport is None and not p.settings.offline:
-        transport = default_transport(proxies_of(env))
+        transport = transport_for(p.settings, proxies_of(env))
     store = p.store()
     source = HubSource(p.settings, jobs=jobs, transport=transport)
     sync(p.lock, store, source, jobs=jobs, listener=as_listener(listener))

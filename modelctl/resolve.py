@@ -10,9 +10,9 @@ from collections.abc import Collection
 from fnmatch import fnmatchcase
 
 from modelctl import lockfile
-from modelctl.errors import HubResponseError, ResolveError
+from modelctl.errors import ResolveError
 from modelctl.hub import HubClient
-from modelctl.hubjson import RemoteFile, RepoSnapshot
+from modelctl.hubjson import RemoteFile, RepoSnapshot, check_pinned
 from modelctl.paths import check_relpath
 from modelctl.types import (
     Asset,
@@ -23,7 +23,6 @@ from modelctl.types import (
     LockedSource,
     Manifest,
     Source,
-    is_commit,
 )
 from modelctl.types import repo_where as where
 
@@ -58,27 +57,13 @@ def resolve(
             if src.key not in snapshots:
                 rev = pinned.get(src.key, src.revision)
                 snap = client.snapshot(src.repo_id, src.repo_type, rev)
-                _check_pinned(rev, snap)
+                check_pinned(rev, snap)
                 snapshots[src.key] = snap
     assets = tuple(_lock_asset(a, snapshots, client) for a in manifest.assets)
     # Everything above came from a server: check it like a lockfile read from disk before
     # anything (a sync, a write) uses it.
     new = Lock(lockfile.LOCK_VERSION, manifest.manifest_hash(), assets)
     return lockfile.validated(new, f"the lock resolved from {manifest.source}")
-
-
-def _check_pinned(revision: str, snap: RepoSnapshot) -> None:
-    """Asked for a commit (pinned by the lock or the manifest), the Hub must answer that very
-    commit: otherwise the lock would silently move to other bytes."""
-    if is_commit(revision) and snap.commit != revision:
-        raise HubResponseError(
-            "the Hub answered another commit than the one pinned",
-            where=where(snap.repo_id, snap.repo_type, revision),
-            expected=f"commit {revision}",
-            actual=f"commit {snap.commit}",
-            hint="the endpoint misbehaves (or a mirror rewrites history): lock against a "
-            "trusted endpoint; `modelctl lock --upgrade` re-resolves branches on purpose",
-        )
 
 
 def _pinned_commits(lock: Lock) -> dict[SourceKey, str]:

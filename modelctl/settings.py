@@ -10,8 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelctl.errors import InputError
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
+# huggingface_hub's defaults (constants.py) for HF_HUB_DOWNLOAD_TIMEOUT / HF_HUB_ETAG_TIMEOUT.
+DEFAULT_DOWNLOAD_TIMEOUT_S = 10.0
+DEFAULT_ETAG_TIMEOUT_S = 10.0
+# The longest wait a server may ask for before a retry (Retry-After, RateLimit).
+DEFAULT_RETRY_WAIT_MAX_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -20,23 +27,93 @@ class Settings:
     token: str | None
     offline: bool
     hf_cache: Path  # $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub
+    # Seconds to wait for a connection or for the next bytes (headers included) of a
+    # download (HF_HUB_DOWNLOAD_TIMEOUT) and of a metadata request (HF_HUB_ETAG_TIMEOUT).
+    download_timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S
+    metadata_timeout_s: float = DEFAULT_ETAG_TIMEOUT_S
+    retry_wait_max_s: float = DEFAULT_RETRY_WAIT_MAX_S  # MODELCTL_RETRY_WAIT_MAX
+    token_source: str = "none"  # where the token came from (never the token itself)
 
     def __repr__(self) -> str:  # never show the token
-        token = "set" if self.token else "none"
         return (
-            f"Settings(endpoint={self.endpoint!r}, token={token}, offline={self.offline}, "
-            f"hf_cache={str(self.hf_cache)!r})"
+            f"Settings(endpoint={self.endpoint!r}, token={self.token_source}, "
+            f"offline={self.offline}, hf_cache={str(self.hf_cache)!r}, "
+            f"download_timeout_s={self.download_timeout_s}, "
+            f"metadata_timeout_s={self.metadata_timeout_s}, "
+            f"retry_wait_max_s={self.retry_wait_max_s})"
         )
+
+
+def hf_home(env: Mapping[str, str]) -> Path:
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface"
+
+
+def resolve_token(env: Mapping[str, str]) -> tuple[str | None, str]:
+    """The token as ``huggingface_hub.get_token()`` finds it, and where it came from:
+    HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN), else the file HF_TOKEN_PATH names,
+    else ``$HF_HOME/token`` (what ``hf auth login`` writes). Blank values count as none.
+    (get_token also tries an OIDC exchange and Colab secrets: neither applies here.)
+    """
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        token = _clean_token(env.get(name))
+        if token:
+            return token, name
+    path = (
+        Path(env["HF_TOKEN_PATH"]).expanduser()
+        if env.get("HF_TOKEN_PATH")
+        else hf_home(env) / "token"
+    )
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return None, "none"
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the Hugging Face token file: {exc.strerror or exc}",
+            where=str(path),
+            hint="fix its permissions, or set HF_TOKEN instead",
+        ) from None
+    token = _clean_token(text[:MAX_TOKEN_CHARS])
+    return (token, f"the token file {path}") if token else (None, "none")
+
+
+# A token is about 40 characters; a longer file is not a token file.
+MAX_TOKEN_CHARS = 4096
+
+
+def _clean_token(text: str | None) -> str | None:
+    """As huggingface_hub's ``_clean_token``: no CR/LF, no surrounding blanks."""
+    if text is None:
+        return None
+    return text.replace("\r", "").replace("\n", "").strip() or None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e6:
+        raise InputError(
+            f"{name} must be a number of seconds",
+            expected="a number above 0 (huggingface_hub reads whole seconds)",
+            actual=repr(text),
+            hint=f"unset {name} for the default ({default:g} s)",
+        )
+    return value
 
 
 def hf_cache_dir(env: Mapping[str, str]) -> Path:
     if env.get("HF_HUB_CACHE"):
         return Path(env["HF_HUB_CACHE"]).expanduser()
-    if env.get("HF_HOME"):
-        return Path(env["HF_HOME"]).expanduser() / "hub"
-    xdg = env.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
+    return hf_home(env) / "hub"
 
 
 def from_env(
@@ -47,6 +124,15 @@ def from_env(
 ) -> Settings:
     """The manifest's ``endpoint:`` wins over HF_ENDPOINT; ``--offline`` or HF_HUB_OFFLINE."""
     endpoint = manifest_endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
-    token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
+    token, token_source = resolve_token(env)
     offline = offline or env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-    return Settings(endpoint.rstrip("/"), token, offline, hf_cache_dir(env))
+    return Settings(
+        endpoint.rstrip("/"),
+        token,
+        offline,
+        hf_cache_dir(env),
+        download_timeout_s=_seconds(env, "HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT_S),
+        metadata_timeout_s=_seconds(env, "HF_HUB_ETAG_TIMEOUT", DEFAULT_ETAG_TIMEOUT_S),
+        retry_wait_max_s=_seconds(env, "MODELCTL_RETRY_WAIT_MAX", DEFAULT_RETRY_WAIT_MAX_S),
+        token_source=token_source,
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import click
+
 from modelctl.plan import DownloadPlan
 
 
@@ -51,3 +53,8 @@ def plan_table(plan: DownloadPlan) -> list[str]:
             "totals count known sizes only"
         )
     return lines
+
+
+def tell_wait(text: str) -> None:
+    """A retry's wait, on stderr: a lock waiting minutes for a rate limit must say so."""
+    click.echo(f"note: {text}", err=True)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from modelctl import __version__, locking, project
-from modelctl.cli.format import plan_table
+from modelctl.cli.format import plan_table, tell_wait
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError
 from modelctl.oci.auth import find_credentials
 from modelctl.oci.reference import Reference
@@ -140,7 +140,7 @@ def lock_cmd(
         project.check(found, manifest)
         click.echo(f"{found.lock_path} is up to date with {found.manifest_path}")
         return
-    client = locking.make_client(settings_for(manifest.endpoint))
+    client = locking.make_client(settings_for(manifest.endpoint), tell_wait)
     result = locking.lock(found, manifest, client, upgrade=upgrade, upgrade_assets=upgrade_assets)
     files = list(result.lock.files())
     verb = "wrote" if result.written else "unchanged:"

@@ -31,6 +31,7 @@ from modelctl.progress import (
     FileFailed,
     FileProgress,
     FileStarted,
+    FileWaiting,
     SyncFinished,
 )
 
@@ -41,6 +42,10 @@ ELLIPSIS: Final = "…"
 TTY_REDRAW_S: Final = 0.1
 PLAIN_EVERY_S: Final = 5.0
 MAX_ACTIVE_SHOWN: Final = 8
+
+
+def waiting_text(event: FileWaiting) -> str:
+    return f"waiting {event.seconds:.0f} s before retrying {_name(event.file)} ({event.reason})"
 
 
 def rate_text(bytes_per_s: float) -> str:
@@ -158,6 +163,8 @@ class PlainProgress:
             self._line(f"  done {_name(event.file)} ({human_bytes(event.file.size_bytes)})")
         elif isinstance(event, FileFailed):
             self._line(f"  FAILED {_name(event.file)}")
+        elif isinstance(event, FileWaiting):
+            self._line(f"  {waiting_text(event)}")
         elif isinstance(event, AggregateProgress):
             now = self._clock()
             if now - self._last >= self._every:
@@ -203,6 +210,10 @@ class TtyProgress:
         elif isinstance(event, FileFailed):
             self._active.pop(event.file, None)
             self._print(f"  FAILED {_name(event.file)}")
+            force = True
+        elif isinstance(event, FileWaiting):
+            # Printed above the live lines: a wait of minutes must not look like a hang.
+            self._print(f"  {waiting_text(event)}")
             force = True
         elif isinstance(event, AggregateProgress):
             previous = self._aggregate

@@ -12,7 +12,7 @@ import click
 
 from modelctl import lockfile, locking
 from modelctl.bundle import install_bundle
-from modelctl.cli.format import human_bytes
+from modelctl.cli.format import human_bytes, tell_wait
 from modelctl.cli.main import (
     EPILOG,
     cli,
@@ -23,8 +23,7 @@ from modelctl.cli.main import (
     target_option,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
-from modelctl.http import default_transport
-from modelctl.hub_source import HubSource
+from modelctl.hub_source import HubSource, transport_for
 from modelctl.oci import reference
 from modelctl.oci.pull import OciSource
 from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
@@ -67,7 +66,9 @@ def _lock_for_sync(
         lockfile_path,
         os.environ,
         Path.cwd(),
-        client=lambda endpoint: locking.make_client(settings_for(endpoint, offline=offline)),
+        client=lambda endpoint: locking.make_client(
+            settings_for(endpoint, offline=offline), tell_wait
+        ),
         notify=relocking,
     )
     if chosen.relocked is not None:
@@ -156,8 +157,8 @@ def sync_cmd(
     )
     store = make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet))
-    # http.client ignores proxy variables: with one set, the huggingface_hub session is used.
-    transport = None if settings.offline else default_transport(urllib.request.getproxies())
+    # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
+    transport = None if settings.offline else transport_for(settings, urllib.request.getproxies())
     if bundle is not None:
         install_bundle(bundle, lock, store, listener=recorder)
     elif oci_ref is not None:

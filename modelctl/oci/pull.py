@@ -25,7 +25,7 @@ from typing import Final
 from modelctl import lockfile
 from modelctl.bundle import MAX_META_BYTES, lock_differences, lock_hash
 from modelctl.errors import LockfileError, ModelctlError
-from modelctl.fetch import FetchContext, RetryPolicy, fetch_file
+from modelctl.fetch import FetchContext, fetch_file
 from modelctl.http import StdlibTransport
 from modelctl.oci import modelpack
 from modelctl.oci.reference import Reference
@@ -33,6 +33,7 @@ from modelctl.oci.registry import Registry
 from modelctl.parallel import default_jobs, run_parallel
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
+from modelctl.retry import RetryPolicy
 from modelctl.store import Store
 from modelctl.types import FileRef, Lock
 
@@ -43,8 +44,7 @@ class RegistryTransport(StdlibTransport):
     """sync's fast transport, with the registry's TLS settings (its CA, --insecure)."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__()
-        self._ssl = context
+        super().__init__(ssl_context=context)
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ class OciSource:
             registry=self.registry,
             urls=urls,
             server=f"the registry ({self.registry.where})",
+            hub_errors=False,
             auth_hint="check the registry credentials (`docker login` / `podman login`, "
             "REGISTRY_AUTH_FILE)",
             missing_hint="the artifact's blob is gone from the registry: push the lock again "

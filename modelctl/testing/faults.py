@@ -6,7 +6,9 @@ per request (:class:`BodyPlan`).
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -76,6 +78,34 @@ class Faults:
     repo_info_body: bytes | None = None
     # X-Linked-Size sent for LFS files on /resolve/ instead of the real size.
     linked_size: str | None = None
+    # --- behaviours of the real Hub (docs/hub-compatibility.md), off by default ---
+    # Repo info lists only the first N files (huggingface_hub PR 3565: `siblings` may be
+    # cut short on large repos; the tree listing has them all).
+    siblings_limit: int | None = None
+    # Injected 429s carry `RateLimit: "resolvers";r=0;t=<N>` (and a RateLimit-Policy), as
+    # the Hub sends them; combine with retry_after=None for no Retry-After.
+    rate_limit_reset: int | None = None
+    # Until this time.monotonic(), every content GET and API request answers 429 with
+    # `RateLimit: "resolvers";r=0;t=<seconds left>` and no Retry-After: a real window.
+    # Set it with rate_limit_for(seconds).
+    rate_limited_until: float | None = None
+    # Statuses for the next repo-info / tree requests, one popped per request.
+    api_status_codes: list[int] = field(default_factory=list)
+    # Without a token, a repo that does not exist answers 401 RepoNotFound (as the Hub).
+    missing_repo_401: bool = False
+    # Gated repos: repo id -> the token granted access. No token: 401 GatedRepo; another
+    # token: 403 GatedRepo.
+    gated: dict[str, str] = field(default_factory=dict)
+    # A non-LFS /resolve/ answers a same-origin 307 to /api/resolve-cache/... .
+    resolve_cache_redirect: bool = False
+    # The CDN stand-in (/blobs/) answers 400 to a request carrying Authorization (a
+    # signed URL must come alone), and/or ignores Range (200 with the whole body).
+    cdn_rejects_authorization: bool = False
+    cdn_ignores_range: bool = False
+    # Non-LFS content is sent gzip-encoded when the request's Accept-Encoding allows it.
+    gzip_text: bool = False
+    # Content GETs wait this long before the status line (slow storage, caching proxies).
+    header_delay_s: float | None = None
     # Restrict every fault to these repo paths (None = all paths).
     paths: set[str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -127,7 +157,32 @@ class Faults:
 
     def patch_repo_info(self, info: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
+            if self.siblings_limit is not None:
+                info = info | {"siblings": info["siblings"][: self.siblings_limit]}
             return info | self.repo_info_patch if self.repo_info_patch else info
+
+    def rate_limit_for(self, seconds: float) -> None:
+        """Answer 429 (RateLimit, no Retry-After) to every request for ``seconds`` from now."""
+        self.set(rate_limited_until=time.monotonic() + seconds)
+
+    def rate_limit_left(self) -> int | None:
+        """Whole seconds until the rate-limit window ends, if one is open."""
+        with self._lock:
+            until = self.rate_limited_until
+        left = None if until is None else until - time.monotonic()
+        return None if left is None or left <= 0 else max(1, math.ceil(left))
+
+    def take_api_status(self) -> int | None:
+        with self._lock:
+            return self.api_status_codes.pop(0) if self.api_status_codes else None
+
+    def header_delay(self, path: str) -> float | None:
+        with self._lock:
+            return self.header_delay_s if self._applies(path) else None
+
+    def should_apply(self, path: str) -> bool:
+        with self._lock:
+            return self._applies(path)
 
     def _applies(self, path: str) -> bool:
         return self.paths is None or path in self.paths

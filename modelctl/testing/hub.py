@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import hmac
 import json
 import logging
@@ -29,6 +30,7 @@ import re
 import signal
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -38,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from modelctl.testing.faults import PLAIN, BodyPlan, Faults, public_field_names
 from modelctl.testing.repos import (
@@ -213,8 +215,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._blob(unquote(seg[1]))
             return
         self._check_auth()
+        if len(seg) >= 6 and seg[:2] == ["api", "resolve-cache"]:
+            # /api/resolve-cache/{models|datasets}/{org}/{name}/{commit}/{path}
+            repo_type: RepoType = "model" if seg[2] == "models" else "dataset"
+            repo = RepoRef(repo_type, f"{unquote(seg[3])}/{unquote(seg[4])}")
+            self._resolve(repo, unquote(seg[5]), unquote("/".join(seg[6:])), cached=True)
+            return
         if len(seg) >= 4 and seg[0] == "api" and seg[1] in ("models", "datasets"):
-            repo_type: RepoType = "model" if seg[1] == "models" else "dataset"
+            repo_type = "model" if seg[1] == "models" else "dataset"
             repo = RepoRef(repo_type, f"{unquote(seg[2])}/{unquote(seg[3])}")
             self._api(repo, seg[4:], query, raw_path)
             return
@@ -241,8 +249,47 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- endpoints
 
+    def _check_repo_access(self, repo: RepoRef) -> None:
+        """What the Hub answers for a gated repo or, without a token, a missing one."""
+        faults = self.hub.faults
+        sent = self.headers.get("Authorization")
+        granted = faults.gated.get(repo.repo_id)
+        if granted is not None:
+            page = f"{self.hub.url}/{'' if repo.repo_type == 'model' else 'datasets/'}"
+            page += repo.repo_id
+            if not sent:
+                raise HubError(
+                    401,
+                    f"Access to model {repo.repo_id} is restricted. You must have access to "
+                    "it and be authenticated to access it. Please log in.",
+                    "GatedRepo",
+                )
+            if not hmac.compare_digest(sent.encode(), f"Bearer {granted}".encode()):
+                raise HubError(
+                    403,
+                    f"Access to model {repo.repo_id} is restricted and you are not in the "
+                    f"authorized list. Visit {page} to ask for access.",
+                    "GatedRepo",
+                )
+        if faults.missing_repo_401 and not sent:
+            try:
+                self.hub._store.repo_dir(repo)
+            except HubError:
+                raise HubError(
+                    401,
+                    "Repository not found",  # the Hub's own words: it never says "private"
+                    "RepoNotFound",
+                ) from None
+
     def _api(self, repo: RepoRef, rest: list[str], query: dict[str, list[str]], raw: str) -> None:
         store = self.hub._store
+        self._check_repo_access(repo)
+        self._check_rate_limit()
+        injected = self.hub.faults.take_api_status()
+        if injected is not None:
+            raise HubError(
+                injected, f"Injected fault: HTTP {injected}", None, self._wait_headers(injected)
+            )
         if not rest or (rest[0] == "revision" and len(rest) >= 2):
             revision = unquote("/".join(rest[1:])) if rest else "main"
             blobs = _flag(query, "blobs") and not self.hub.faults.omit_metadata
@@ -254,6 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
             items = tree_page(
                 snap, unquote("/".join(rest[2:])).strip("/"), _flag(query, "recursive")
             )
+            if self.hub.faults.omit_metadata:
+                items = [{"type": i["type"], "path": i["path"]} for i in items]
             self._send_tree_page(items, query, raw)
         else:
             raise HubError(404, "Not Found")
@@ -271,12 +320,13 @@ class _Handler(BaseHTTPRequestHandler):
         if start + size < len(items):
             params = {k: v[0] for k, v in query.items()} | {"cursor": str(start + size)}
             host = self.headers.get("Host") or self.hub.url.split("://", 1)[1]
-            link = f"http://{host}{raw_path}?{urlencode(params)}"
+            link = f"{self.hub.scheme}://{host}{raw_path}?{urlencode(params)}"
             headers.append(("Link", f'<{link}>; rel="next"'))
         self._send_json(200, page, headers)
 
-    def _resolve(self, repo: RepoRef, revision: str, path: str) -> None:
+    def _resolve(self, repo: RepoRef, revision: str, path: str, cached: bool = False) -> None:
         store = self.hub._store
+        self._check_repo_access(repo)
         snap = store.snapshot(repo, revision)
         found = snap.by_path.get(path)
         if found is None:
@@ -293,6 +343,12 @@ class _Handler(BaseHTTPRequestHandler):
                 location = f"{self.hub._blob_origin()}/blobs/{entry.oid}"
                 self._send_empty(302, [*headers, ("Location", location)])
                 return
+        elif faults.resolve_cache_redirect and not cached and faults.should_apply(entry.path):
+            # The Hub sends small files to a cached copy on its own origin: a relative 307.
+            kind = "models" if repo.repo_type == "model" else "datasets"
+            location = f"/api/resolve-cache/{kind}/{repo.repo_id}/{snap.commit}/{entry.path}"
+            self._send_empty(307, [*headers, ("Location", quote(location))])
+            return
         self._send_content(entry, headers)
 
     def _blob(self, sha256: str) -> None:
@@ -304,27 +360,67 @@ class _Handler(BaseHTTPRequestHandler):
         failure = self.hub.faults.blob_failure(found.path)
         if failure is not None:
             raise HubError(failure, f"Injected blob failure (HTTP {failure})")
+        if self.hub.faults.cdn_rejects_authorization and self.headers.get("Authorization"):
+            # What S3-style signed URLs answer when a bearer token comes along.
+            raise HubError(400, "Only one auth mechanism allowed; signed URL and Authorization")
         entry = self.hub._store.current(found, commit)
         if self.command == "GET":
             self._maybe_injected_status(entry.path)
         # X-Repo-Commit lets a client that followed a same-origin redirect complete its
         # metadata (huggingface_hub needs it on the final HEAD response).
-        self._send_content(entry, [("ETag", f'"{entry.oid}"'), ("X-Repo-Commit", commit)])
+        self._send_content(
+            entry,
+            [("ETag", f'"{entry.oid}"'), ("X-Repo-Commit", commit)],
+            ignore_range=self.hub.faults.cdn_ignores_range,
+        )
+
+    def _check_rate_limit(self) -> None:
+        left = self.hub.faults.rate_limit_left()
+        if left is not None:
+            raise HubError(
+                429,
+                "You have been rate-limited; you can retry this action in about 5 minutes.",
+                None,
+                [
+                    ("RateLimit", f'"resolvers";r=0;t={left}'),
+                    ("RateLimit-Policy", '"fixed window";"resolvers";q=3000;w=300'),
+                ],
+            )
 
     def _maybe_injected_status(self, path: str) -> None:
+        self._check_rate_limit()
         status = self.hub.faults.take_status(path)
         if status is None:
             return
+        raise HubError(status, f"Injected fault: HTTP {status}", None, self._wait_headers(status))
+
+    def _wait_headers(self, status: int) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = []
-        retry_after = self.hub.faults.retry_after
-        if status in (429, 503) and retry_after is not None:
-            headers.append(("Retry-After", str(retry_after)))
-        raise HubError(status, f"Injected fault: HTTP {status}", None, headers)
+        faults = self.hub.faults
+        if status in (429, 503) and faults.retry_after is not None:
+            headers.append(("Retry-After", str(faults.retry_after)))
+        if status == 429 and faults.rate_limit_reset is not None:
+            headers.append(("RateLimit", f'"resolvers";r=0;t={faults.rate_limit_reset}'))
+            headers.append(("RateLimit-Policy", '"fixed window";"resolvers";q=3000;w=300'))
+        return headers
 
     # ---------------------------------------------------------------- responses
 
-    def _send_content(self, entry: FileEntry, headers: list[tuple[str, str]]) -> None:
-        byte_range = _parse_range(self.headers.get("Range"), entry.size)
+    def _send_content(
+        self, entry: FileEntry, headers: list[tuple[str, str]], ignore_range: bool = False
+    ) -> None:
+        faults = self.hub.faults
+        delay = faults.header_delay(entry.path) if self.command == "GET" else None
+        if delay:
+            time.sleep(delay)
+        if (
+            faults.gzip_text
+            and not entry.lfs
+            and _accepts_gzip(self.headers.get("Accept-Encoding"))
+        ):
+            self._send_gzip(entry, headers)
+            return
+        byte_range = None if ignore_range else _parse_range(self.headers.get("Range"), entry.size)
         start, last = byte_range if byte_range is not None else (0, entry.size - 1)
         length = last - start + 1
         headers = [
@@ -342,6 +438,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._start(206 if byte_range is not None else 200, headers, limit)
             if is_get:
                 self._send_body(f, start, length, limit, plan)
+
+    def _send_gzip(self, entry: FileEntry, headers: list[tuple[str, str]]) -> None:
+        """The whole file gzip-encoded (the Hub compresses text for clients that allow it)."""
+        body = gzip.compress(entry.fs_path.read_bytes(), mtime=0)
+        self._start(
+            200,
+            [
+                *headers,
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Encoding", "gzip"),
+                ("Content-Length", str(len(body))),
+            ],
+            len(body),
+        )
+        if self.command == "GET":
+            self.wfile.write(body)
+            self._sent = len(body)
 
     def _send_body(self, f: BinaryIO, start: int, length: int, limit: int, plan: BodyPlan) -> None:
         """Send up to limit bytes of the range; a shorter body than length drops the connection."""
@@ -416,6 +529,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+def _accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding header allows gzip (only clients that ask get it)."""
+    if header is None:
+        return False
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*") and params.replace(" ", "") != "q=0":
+            return True
+    return False
+
+
 def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, [""])[0].lower() in ("1", "true", "yes")
 
@@ -480,7 +604,9 @@ class LocalHub:
         lfs_threshold: int = DEFAULT_LFS_THRESHOLD,
         token: str | None = None,
         page_size: int = 1000,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """``tls`` = (certificate chain, key) in PEM: serve HTTPS (see :mod:`.tls`)."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self.root = Path(root)
@@ -490,6 +616,7 @@ class LocalHub:
         self.faults = Faults()
         self._token = token
         self._page_size = page_size
+        self._tls = tls
         self._store = RepoStore(self.root, lfs_threshold)
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
@@ -507,8 +634,15 @@ class LocalHub:
             raise RuntimeError("this LocalHub is already started")
         server_class = _Server6 if ":" in self.host else _Server
         server = server_class((self.host, self.port), self)
+        if self._tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self._tls)
+            # The handshake happens in the handler's thread, on its first read.
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = int(server.server_address[1])
-        self.url = f"http://{_url_host(self.host)}:{self.port}"
+        self.url = f"{self.scheme}://{_url_host(self.host)}:{self.port}"
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -591,9 +725,13 @@ class LocalHub:
                     self._log[i] = new
                     return
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
+
     def _blob_origin(self) -> str:
         host = self.faults.redirect_host or _other_loopback_name(self.host)
-        return f"http://{_url_host(host)}:{self.port}"
+        return f"{self.scheme}://{_url_host(host)}:{self.port}"
 
 
 def _url_host(host: str) -> str:

@@ -18,10 +18,10 @@ import pytest
 from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.digest import digest_bytes, new_hasher
-from modelctl.fetch import RetryPolicy
 from modelctl.http import Transport
 from modelctl.hub_source import HubSource
 from modelctl.record import FileStamp, read_record
+from modelctl.retry import RetryPolicy
 from modelctl.settings import from_env
 from modelctl.store import Store
 from modelctl.sync import SyncResult, sync

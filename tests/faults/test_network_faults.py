@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from modelctl.errors import EXIT_INTEGRITY, EXIT_NETWORK, IntegrityError, NetworkError
-from modelctl.fetch import RetryPolicy
 from modelctl.filelock import Cancelled
 from modelctl.http import StdlibTransport, Timeouts
+from modelctl.retry import RetryPolicy
 from modelctl.store import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from modelctl.verify import verify

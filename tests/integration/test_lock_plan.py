@@ -141,8 +141,8 @@ def test_lock_records_commit_size_and_digest_for_every_preset(
     assert roles[("tts", "voices/af_heart.bin")] == "voice"
     assert roles[("stt", "config.json")] == "file"
     assert lock.asset("cloud") is not None and not list(lock.asset("cloud").sources)  # type: ignore[union-attr]
-    # one metadata request per (repo, revision): 5 repos, no per-file requests
-    assert local_hub.count(path_contains="/api/") == 5
+    # Per (repo, revision): the repo info (the commit) and one page of the tree listing.
+    assert local_hub.count(path_contains="/api/") == 2 * 5
     assert local_hub.count(path_contains="/resolve/") == 0
 
 

@@ -119,7 +119,11 @@ def test_listener_forms() -> None:
 def test_proxies_choose_the_transport_like_the_cli() -> None:
     env = {"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "localhost", "HOME": "/root"}
     assert proxies_of(env) == {"https": "http://proxy:3128", "no": "localhost"}
-    assert isinstance(default_transport(proxies_of(env)), HttpxTransport)
+    # http.client speaks to an http:// proxy itself (CONNECT tunnels for https targets) ...
+    assert isinstance(default_transport(proxies_of(env)), StdlibTransport)
+    # ... httpx2 takes over only for a proxy it cannot use.
+    socks = {"ALL_PROXY": "socks5://proxy:1080", "HOME": "/root"}
+    assert isinstance(default_transport(proxies_of(socks)), HttpxTransport)
     assert isinstance(default_transport(proxies_of({"HOME": "/root"})), StdlibTransport)
     assert proxies_of(os.environ) is not None
 

@@ -17,7 +17,6 @@ import pytest
 from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.errors import IntegrityError, NetworkError
-from modelctl.fetch import RetryPolicy
 from modelctl.hub_source import HubSource
 from modelctl.progress import (
     AggregateProgress,
@@ -28,6 +27,7 @@ from modelctl.progress import (
     FileStarted,
     SyncFinished,
 )
+from modelctl.retry import RetryPolicy
 from modelctl.settings import from_env
 from modelctl.store import HfCacheStore, TargetStore
 from modelctl.sync import sync

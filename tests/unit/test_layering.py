@@ -17,6 +17,8 @@ PKG = Path(__file__).resolve().parents[2] / "modelctl"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "digest": 1,
+    "retry": 1,
+    "huberrors": 1,
     "types": 2,
     "paths": 2,
     "yamldoc": 2,
