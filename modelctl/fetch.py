@@ -70,6 +70,7 @@ MiB: Final = 1024 * 1024
 CHUNK: Final = 8 * MiB  # per transfer; reused, so 8 jobs hold 64 MiB
 _CONTENT_RANGE: Final = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _PIPE_POLL_S: Final = 0.1  # a reader waiting for a free buffer checks cancel this often
+RANGE_ALWAYS_ABOVE = 50 * 10**9  # bytes; larger files are asked with Range from the start
 PIPELINE_BUFFERS: Final = 4  # of chunk_size each, per file receiving on two threads
 
 
@@ -341,7 +342,8 @@ class _Download:
     def _attempt(self) -> None:
         """One request, its body streamed into the partial file."""
         headers = self.ctx.headers()
-        if self.part.offset:
+        if self.part.offset or (self.ref.size or 0) > RANGE_ALWAYS_ABOVE:
+            # The Hub serves a single file over 50 GB only to a Range request.
             headers["Range"] = f"bytes={self.part.offset}-"
         try:
             resp = self.ctx.transport.get(self.ctx.url(self.ref), headers)

@@ -22,8 +22,17 @@ from modelctl.settings import Settings, from_env
 F = TypeVar("F", bound=Callable[..., Any])
 
 # "\b" keeps click from re-wrapping the table into one paragraph.
-EPILOG = "\b\nExit codes:\n" + "\n".join(
-    f"  {code:>3}  {text}" for code, text in EXIT_CODES.items()
+EPILOG = (
+    "\b\nExit codes:\n"
+    + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    + "\n\n\b\nEnvironment (as huggingface_hub reads it):\n"
+    "  HF_ENDPOINT              the Hub or a mirror (the manifest's endpoint: wins)\n"
+    "  HF_TOKEN, HF_TOKEN_PATH  the token; else $HF_HOME/token (`hf auth login`)\n"
+    "  HF_HOME, HF_HUB_CACHE    the cache; HF_HUB_OFFLINE=1: no network\n"
+    "  HF_HUB_DOWNLOAD_TIMEOUT  seconds for a download's connection and headers (10)\n"
+    "  HF_HUB_ETAG_TIMEOUT      seconds for metadata requests (10)\n"
+    "  MODELCTL_RETRY_WAIT_MAX  longest Retry-After/RateLimit wait honoured (300)\n"
+    "  SSL_CERT_FILE, HTTPS_PROXY, HTTP_PROXY, NO_PROXY  TLS trust and proxies"
 )
 
 

@@ -757,6 +757,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lfs-threshold", type=int, default=DEFAULT_LFS_THRESHOLD)
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
     p.add_argument("--page-size", type=int, default=1000, help="tree entries per page")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", type=Path, help="... and this key (see modelctl.testing.tls)")
     f = p.add_argument_group("faults (see Faults)")
     f.add_argument("--drop-after-bytes", type=int)
     f.add_argument("--drop-count", type=int)
@@ -799,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         lfs_threshold=args.lfs_threshold,
         token=args.token,
         page_size=args.page_size,
+        tls=(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None,
     )
     hub.faults.set(**_faults_from_args(args))
     stop = threading.Event()

@@ -10,6 +10,7 @@ Every request is recorded (``proxy.requests``: method and target).
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import hmac
@@ -220,3 +221,26 @@ class ConnectProxy:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; prints one line with the URL when ready."""
+    import signal
+
+    p = argparse.ArgumentParser(
+        prog="python -m modelctl.testing.proxy", description="An HTTP proxy on loopback."
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    args = p.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with ConnectProxy(args.host) as proxy:
+        print(f"modelctl-proxy listening on {proxy.url}", flush=True)  # noqa: T201
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -145,7 +145,8 @@ def test_no_environment_read_or_print_at_import(path: Path) -> None:
         for n in ast.walk(tree)
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
     ]
-    allowed = path.name == "hub.py" and "testing" in path.parts
+    # The test servers' command lines print the URL they listen on.
+    allowed = path.name in ("hub.py", "proxy.py") and "testing" in path.parts
     assert allowed or prints == [], f"print() in library code: {path.name}:{prints}"
 
 

@@ -1,0 +1,171 @@
+"""Cold sync over HTTPS with a private CA, and through a CONNECT proxy: still the fast path?
+
+One LocalHub subprocess serves one large LFS file over HTTPS (a test CA made with
+openssl, trusted through ``SSL_CERT_FILE``); a ``modelctl.testing.proxy`` subprocess
+tunnels ``CONNECT``. Each round times, in a fresh interpreter (imports excluded):
+
+- ``https``: modelctl sync straight to the Hub (http.client + ssl);
+- ``https + proxy``: the same through ``HTTPS_PROXY`` (a CONNECT tunnel, same transport);
+- ``httpx2 + proxy``: the same sync forced onto huggingface_hub's httpx2 session, which is
+  what modelctl used behind a proxy before (the comparison the issue names);
+- ``curl https`` / ``curl https + proxy``: ``curl --cacert`` to a file, no hashing.
+
+Run ``python -m benchmarks.bench_tls_proxy [--size-mib 256 --rounds 3]``. The proxy is a
+Python process too: on 2 cores it competes with client and server for CPU, so its row
+says what a proxy on the same machine costs, not what a remote one would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.bench_sync import REPO, ROOT_DIR, MiB, interleaved, make_repo
+
+SYNC_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from modelctl import lockfile
+    from modelctl.http import HttpxTransport, Timeouts
+    from modelctl.hub_source import HubSource
+    from modelctl.settings import from_env
+    from modelctl.store import HfCacheStore
+    from modelctl.sync import sync
+    lock = lockfile.load(Path(sys.argv[1]))
+    settings = from_env(os.environ)
+    transport = HttpxTransport() if sys.argv[2] == "httpx" else None
+    t = time.perf_counter()
+    sync(lock, HfCacheStore(settings.hf_cache), HubSource(settings, transport=transport))
+    print(time.perf_counter() - t)
+    """
+)
+
+
+def serve(args: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args], stdout=subprocess.PIPE, text=True, cwd=ROOT_DIR
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise SystemExit(f"{what} did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def base_env(endpoint: str, hf_home: Path, ca: Path, proxy: str | None) -> dict[str, str]:
+    drop = ("HF_", "HUGGING", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        SSL_CERT_FILE=str(ca),
+        PYTHONPATH=str(ROOT_DIR),
+    )
+    if proxy is not None:
+        env["HTTPS_PROXY"] = proxy
+    return env
+
+
+def timed_sync(lock: Path, transport: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", SYNC_SCRIPT, str(lock), transport],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT_DIR,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"sync failed:\n{out.stderr}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def timed_curl(url: str, dest: Path, ca: Path, proxy: str | None) -> float:
+    dest.mkdir(parents=True)
+    cmd = ["curl", "-s", "-f", "-L", "--cacert", str(ca), "-o", str(dest / "f"), url]
+    if proxy is not None:
+        cmd[1:1] = ["--proxy", proxy]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_tls_proxy", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--size-mib", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+    from modelctl.testing.tls import make_test_ca
+
+    work = Path(tempfile.mkdtemp(prefix="modelctl-bench-tls-"))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        sizes = make_repo(work / "root", 1, args.size_mib * MiB, small=False)
+        ca = make_test_ca(work / "ca")
+        hub, endpoint = serve(
+            ["modelctl.testing.hub", "--root", str(work / "root"), "--port", "0",
+             "--tls-cert", str(ca.server_cert), "--tls-key", str(ca.server_key)],
+            "the local hub",
+        )  # fmt: skip
+        procs.append(hub)
+        proxy_proc, proxy = serve(["modelctl.testing.proxy"], "the proxy")
+        procs.append(proxy_proc)
+        manifest = work / "modelctl.yaml"
+        manifest.write_text(
+            f"assets:\n  b:\n    repo: {REPO}\n    files: {json.dumps(sorted(sizes))}\n"
+        )
+        env = base_env(endpoint, work / "hf-lock", ca.ca_cert, None)
+        subprocess.run(
+            [sys.executable, "-m", "modelctl", "lock", "-m", str(manifest)],
+            env=env, check=True, capture_output=True, cwd=ROOT_DIR,
+        )  # fmt: skip
+        lock = manifest.with_suffix(".lock")
+        (name,) = sizes
+        url = f"{endpoint}/{REPO}/resolve/main/{name}"
+        timed_curl(url, work / "warm", ca.ca_cert, None)  # page cache warm for all
+        shutil.rmtree(work / "warm")
+        cert = ca.ca_cert
+        clients: dict[str, Callable[[Path], float]] = {
+            "https": lambda d: timed_sync(lock, "fast", base_env(endpoint, d, cert, None)),
+            "https + proxy": lambda d: timed_sync(lock, "fast", base_env(endpoint, d, cert, proxy)),
+            "httpx2 + proxy": lambda d: timed_sync(
+                lock, "httpx", base_env(endpoint, d, cert, proxy)
+            ),
+            "curl https": lambda d: timed_curl(url, d, cert, None),
+            "curl https + proxy": lambda d: timed_curl(url, d, cert, proxy),
+        }
+        times = interleaved(args.rounds, clients, work)
+        total = sum(sizes.values())
+        print(f"\n1 file, {total / MiB:.0f} MiB, median of {args.rounds}, {os.cpu_count()} CPUs")
+        print(f"{'client':<22}{'seconds':>10}{'MB/s':>10}{'MB/s range':>16}")
+        for label, t in times.items():
+            med = statistics.median(t)
+            lo, hi = total / max(t) / 1e6, total / min(t) / 1e6
+            print(f"{label:<22}{med:>10.2f}{total / med / 1e6:>10.0f}{f'{lo:.0f}-{hi:.0f}':>16}")
+        fast = statistics.median(times["https"])
+        for label in ("https + proxy", "httpx2 + proxy"):
+            print(f"{label} speed / https: {fast / statistics.median(times[label]):.2f}x")
+        return 0
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
