@@ -184,9 +184,10 @@ def provision(
     ``jobs``: parallel downloads (default min(8, files)). ``verify``: as for
     :func:`modelctl.runtime.open_lock`. ``env``: the environment to read (default
     ``os.environ``: HF_ENDPOINT, HF_TOKEN, HF_HOME, proxies, ...). ``transport``: for
-    tests; by default the stdlib client, or huggingface_hub's session when a proxy is set
-    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY), as the CLI does; that session takes the proxy
-    itself from ``os.environ``.
+    tests; by default the stdlib client, through the proxies ``env`` names (HTTP_PROXY,
+    HTTPS_PROXY, ALL_PROXY, NO_PROXY) as the CLI does; only a proxy it cannot speak to
+    (``socks``, ``https://``) falls back to huggingface_hub's session, which takes the
+    proxy itself from ``os.environ``.
 
     Raises the :mod:`modelctl.errors` errors ``modelctl sync`` exits with; nothing is
     left at a final path unless it was verified.
