@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,25 @@ def test_bearer_token_flow(
         assert main(["push", dest, "-m", str(project)]) == 3
         err = capsys.readouterr().err
         assert "invalid username or password" in err and "not-the-password" not in err
+
+
+def _loopback_alias() -> str | None:
+    """This machine's host name if it resolves to a loopback address (Debian's /etc/hosts
+    does): a name that is not loopback by itself, so plain HTTP must be refused for it."""
+    name = socket.gethostname()
+    try:
+        addr = socket.gethostbyname(name)
+    except OSError:
+        return None
+    return name if addr.startswith("127.") and name != "localhost" else None
+
+
+@pytest.mark.skipif(_loopback_alias() is None, reason="the host name does not resolve to loopback")
+def test_plain_http_only_on_loopback_or_insecure(
+    project: Path, registry: reg.Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = f"oci://{_loopback_alias()}:{registry.port}/team/models:v1"
+    assert main(["push", dest, "-m", str(project)]) == 3
+    err = capsys.readouterr().err
+    assert "does not speak TLS" in err and "--insecure" in err
+    assert main(["push", dest, "-m", str(project), "--insecure"]) == 0
