@@ -2,7 +2,7 @@
 
 The one skeleton every way of getting bytes goes through; a :class:`Source` only fetches
 the files still missing (:class:`~modelctl.hub_source.HubSource`: parallel HTTP from the
-Hub; :class:`~modelctl.bundle.BundleSource`: a bundle's tar, in order):
+Hub; :class:`~modelctl.bundle_source.BundleSource`: a bundle's tar, in order):
 
 0. Refuse a --target tree with a symlink on the way to any file it would write
    (:func:`modelctl.store.check_writable`), before anything is written.

@@ -11,7 +11,7 @@ from typing import BinaryIO
 import click
 
 from modelctl import lockfile, locking
-from modelctl.bundle import install_bundle
+from modelctl.bundle_source import install_bundle
 from modelctl.cli.format import human_bytes, tell_wait
 from modelctl.cli.main import (
     EPILOG,

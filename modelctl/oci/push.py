@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from modelctl import lockfile
-from modelctl.bundle import _require_present
+from modelctl.bundle import require_present
 from modelctl.digest import Digest, new_hasher
 from modelctl.errors import IntegrityError, StorageError, VerificationError
 from modelctl.oci import modelpack
@@ -134,7 +134,7 @@ def push(
     refs = sorted(
         dict.fromkeys(lock.files()), key=lambda r: (r.asset, r.repo_type, r.repo_id, r.path)
     )
-    _require_present(refs, store)
+    require_present(refs, store)
     registry.connect()  # fail fast (unreachable, TLS, auth scheme) before hashing anything
 
     def sha(ref: FileRef) -> modelpack.PushedFile:

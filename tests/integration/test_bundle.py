@@ -17,7 +17,8 @@ import huggingface_hub as hf
 import pytest
 
 from modelctl import lockfile
-from modelctl.bundle import BundleMismatchError, install_bundle, lock_hash
+from modelctl.bundle import BundleMismatchError, lock_hash
+from modelctl.bundle_source import install_bundle
 from modelctl.cli import main
 from modelctl.record import read_record
 from modelctl.runtime import open_lock

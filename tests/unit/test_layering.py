@@ -46,7 +46,8 @@ LAYERS: dict[str, int] = {
     "status": 7,
     "gc": 7,
     "hub_source": 8,
-    "bundle": 8,
+    "bundle": 7,
+    "bundle_source": 8,
     "locking": 9,
     "oci": 9,  # registry client, push, sync --from (a package: its modules import each other)
     "provisioning": 10,  # the in-process API: locking + sync + runtime
