@@ -30,6 +30,10 @@ test *ARGS: setup
 test-faults *ARGS: setup
     {{py}} -m pytest -q -m faults {{ARGS}}
 
+# Build and run examples/docker with podman + runc (first run makes a Debian base image).
+test-container *ARGS: setup
+    {{py}} -m pytest -q -m container {{ARGS}}
+
 # Quality gates: format, lint, types, tests.
 check: setup
     {{venv}}/bin/ruff format --check modelctl tests benchmarks scripts

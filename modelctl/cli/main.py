@@ -110,6 +110,7 @@ def cli() -> None:
     modelctl bundle   pack the locked files into one tar for offline machines
     modelctl push     push the locked files to an OCI registry (ModelPack artifact)
     modelctl gc       list (--delete: remove) what no given lock references
+    modelctl dockerfile  print one COPY line per locked asset (one image layer each)
     """
 
 

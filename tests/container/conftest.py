@@ -1,0 +1,58 @@
+"""Session fixtures for the container tests: the engine, the base image, the wheelhouse.
+
+When podman cannot run here at all, these tests skip and say why; with
+``MODELCTL_REQUIRE_CONTAINERS=1`` (set by ``.ci/run``) they fail instead, so CI cannot
+pass without having built and run the image.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.container.engine import EngineUnavailable, Podman, base_image, wheelhouse
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MODELCTL_REQUIRE_CONTAINERS") == "1":
+        pytest.fail(f"container engine required (MODELCTL_REQUIRE_CONTAINERS=1): {reason}")
+    pytest.skip(f"no usable container engine: {reason}")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Podman:
+    try:
+        return Podman()
+    except EngineUnavailable as exc:
+        _unavailable(str(exc))
+        raise  # unreachable: skip and fail raise
+
+
+@pytest.fixture(scope="session")
+def base(engine: Podman) -> str:
+    """The base image's tag; it must run python3 with --network none, or the engine
+    cannot run containers here (rootless without user namespaces, say)."""
+    try:
+        tag = base_image(engine)
+    except EngineUnavailable as exc:
+        _unavailable(str(exc))
+        raise
+    proc = engine.run(tag, "python3", "-c", "import sys; print(*sys.version_info[:2])")
+    if proc.returncode != 0:
+        _unavailable(f"`podman run` of the base image fails: {proc.stderr.strip()[-400:]}")
+    image_python = tuple(int(n) for n in proc.stdout.split())
+    assert image_python == sys.version_info[:2], (
+        f"the base image has Python {image_python}, the tests run {sys.version_info[:2]}: "
+        "the host-built wheelhouse would not install"
+    )
+    return tag
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return wheelhouse(REPO, tmp_path_factory.mktemp("wheelhouse") / "wheels")
