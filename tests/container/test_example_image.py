@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.testing.assets import GITATTRIBUTES, build_tiny_gguf, fetch_silero_vad
 from modelctl.testing.hub import LocalHub
+from scripts.assets import GITATTRIBUTES, build_tiny_gguf, fetch_silero_vad
 from tests.container.engine import Layer, Podman
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
