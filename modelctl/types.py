@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeGuard
 
 from modelctl.digest import Digest
+from modelctl.errors import InputError
 
 RepoType = Literal["model", "dataset"]
 REPO_TYPES: tuple[RepoType, ...] = ("model", "dataset")
@@ -186,6 +187,27 @@ class Lock:
 
     def asset(self, name: str) -> LockedAsset | None:
         return next((a for a in self.assets if a.name == name), None)
+
+    def select(self, names: Collection[str]) -> Lock:
+        """The sub-lock of the named assets (``--asset``); the whole lock when none is named.
+
+        One lock, a subset per service image: plan, sync, verify, status and bundle work on
+        the sub-lock alone. An unknown name is an InputError listing the locked ones.
+        """
+        if not names:
+            return self
+        known = [a.name for a in self.assets]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise InputError(
+                f"--asset names no locked asset: {', '.join(unknown)}",
+                expected="one of: " + (", ".join(known) or "(the lock has no assets)"),
+                hint="use asset names from the lockfile (`modelctl status` lists them)",
+            )
+        wanted = set(names)
+        return Lock(
+            self.version, self.manifest_hash, tuple(a for a in self.assets if a.name in wanted)
+        )
 
     def files(self) -> Iterator[FileRef]:
         """Every locked file of every enabled asset, in lockfile order."""

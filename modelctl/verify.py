@@ -85,6 +85,12 @@ def verify(
 ) -> VerifyReport:
     """:func:`check`, raising VerificationError naming every bad file."""
     report = check(lock, store, full=full, jobs=jobs, cancel=cancel)
+    raise_problems(report)
+    return report
+
+
+def raise_problems(report: VerifyReport) -> None:
+    """VerificationError naming every bad file of ``report``; nothing when all are good."""
     bad = report.problems
     if bad:
         raise VerificationError(
@@ -93,4 +99,3 @@ def verify(
             details=tuple(f.describe() for f in bad),
             hint="run `modelctl sync` to repair them",
         )
-    return report

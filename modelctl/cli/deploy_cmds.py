@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from modelctl import lockfile
 from modelctl.bundle import write_bundle
 from modelctl.cli.format import human_bytes, table
 from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
+from modelctl.cli.options import asset_option, emit_json, info, json_option
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.gc import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage
 from modelctl.project import make_store
@@ -25,24 +25,45 @@ _TARGET_TEXT = "a `sync --target DIR` tree instead of the HF cache."
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @project_options
 @target_option(f"Bundle from {_TARGET_TEXT}")
+@asset_option
+@json_option()
 def bundle_cmd(
-    out: Path, manifest_path: Path | None, lockfile_path: Path | None, target: Path | None
+    out: Path,
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    target: Path | None,
+    assets: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Write the locked files and the lockfile into one tar, OUT, for offline machines.
 
     Reads only the lockfile and the files already synced here (run `modelctl sync` first);
     every byte is hashed against the lock on the way in. Install it elsewhere with
     `modelctl sync --from-bundle OUT`. The archive is written to a temporary file and
-    renamed, so OUT is complete or absent.
+    renamed, so OUT is complete or absent. With --asset, the bundle holds those assets and
+    a lockfile of only them: install it with the same --asset.
     """
-    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
+    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     store = make_store(settings_for(None), target)
     result = write_bundle(lock, store, out)
-    click.echo(
+    if as_json:
+        emit_json(
+            {
+                "path": str(out),
+                "location": str(store.root),
+                "assets": [a.name for a in lock.assets],
+                "files": result.files,
+                "blobs": result.blobs,
+                "content_bytes": result.content_bytes,
+                "bundle_bytes": result.bundle_bytes,
+                "lock_sha256": result.lock_sha256,
+            }
+        )
+        return
+    info(
         f"bundled: {result.files} file(s) ({result.blobs} distinct, "
         f"{human_bytes(result.content_bytes)}) from {store.root}; "
-        f"{human_bytes(result.bundle_bytes)} archive; lock {result.lock_sha256}",
-        err=True,
+        f"{human_bytes(result.bundle_bytes)} archive; lock {result.lock_sha256}"
     )
     click.echo(str(out))
 
@@ -50,9 +71,14 @@ def bundle_cmd(
 @cli.command("status", epilog=EPILOG)
 @project_options
 @target_option(f"Report on {_TARGET_TEXT}")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@asset_option
+@json_option("Print the report as one JSON object.")
 def status_cmd(
-    manifest_path: Path | None, lockfile_path: Path | None, target: Path | None, as_json: bool
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    target: Path | None,
+    assets: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """What the cache (or --target) holds for this lock: each file's state and size.
 
@@ -63,10 +89,10 @@ def status_cmd(
     missing     not there
     Reads only (stats and records, no hashing, no network); exit 0 whatever it finds.
     """
-    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
+    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     report = status(lock, make_store(settings_for(None), target))
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        emit_json(report.to_json())
         return
     rows = [
         (f.ref.asset, f.ref.path, human_bytes(f.ref.size), f.state, human_bytes(f.bytes_on_disk))
@@ -145,7 +171,7 @@ def gc_cmd(
     )
     result = collect(plan) if delete else None
     if as_json:
-        click.echo(json.dumps(_gc_json(plan, result), indent=2))
+        emit_json(_gc_json(plan, result))
         return
     for line in _gc_lines(plan, result):
         click.echo(line)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -13,11 +12,13 @@ import click
 
 from modelctl import __version__, locking, project
 from modelctl.cli.format import plan_table, tell_wait
-from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError
+from modelctl.cli.options import detail, emit_json, json_option, note
+from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError
 from modelctl.oci.auth import find_credentials
 from modelctl.oci.reference import Reference
 from modelctl.oci.registry import Registry, RegistryOptions
 from modelctl.settings import Settings, from_env
+from modelctl.types import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,11 +99,20 @@ def settings_for(manifest_endpoint: str | None, offline: bool = False) -> Settin
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelctl")
-def cli() -> None:
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No notes, progress or summaries; results and errors only."
+)
+@click.option(
+    "--verbose", "-v", is_flag=True, help="More detail: what changed, each error's cause."
+)
+def cli(quiet: bool, verbose: bool) -> None:
     """Lock, download and load ML model files from the Hugging Face Hub.
 
     \b
+    modelctl add      add an asset to modelctl.yaml (checked on the Hub) and lock it
+    modelctl remove   drop an asset from modelctl.yaml and the lock
     modelctl lock     resolve modelctl.yaml into modelctl.lock (commits, sizes, digests)
+    modelctl outdated which locked branches or tags have newer commits, and what changes
     modelctl plan     show what sync would download
     modelctl sync     download exactly the locked files, verified
     modelctl verify   check the files on disk against the lock
@@ -111,7 +121,13 @@ def cli() -> None:
     modelctl push     push the locked files to an OCI registry (ModelPack artifact)
     modelctl gc       list (--delete: remove) what no given lock references
     modelctl dockerfile  print one COPY line per locked asset (one image layer each)
+    modelctl export   the lock as a CycloneDX SBOM
+    modelctl completion  shell completion script (bash, zsh, fish)
+
+    Reporting commands take --json (shapes in the README); --asset NAME picks a subset.
     """
+    if quiet and verbose:
+        raise click.UsageError("-q and -v exclude each other")
 
 
 @cli.command("lock", epilog=EPILOG)
@@ -132,12 +148,14 @@ def cli() -> None:
     metavar="NAME",
     help="Re-resolve only this asset (repeatable).",
 )
+@json_option("Print the outcome as one JSON object (lockfile, written, counts, changes).")
 def lock_cmd(
     manifest_path: Path | None,
     lockfile_path: Path | None,
     check: bool,
     upgrade: bool,
     upgrade_assets: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Resolve the manifest into the lockfile.
 
@@ -147,14 +165,45 @@ def lock_cmd(
     found = load_project(manifest_path, lockfile_path)
     manifest = project.read_manifest(found)
     if check:
-        project.check(found, manifest)
-        click.echo(f"{found.lock_path} is up to date with {found.manifest_path}")
+        _lock_check(found, manifest, as_json)
         return
     client = locking.make_client(settings_for(manifest.endpoint), tell_wait)
     result = locking.lock(found, manifest, client, upgrade=upgrade, upgrade_assets=upgrade_assets)
     files = list(result.lock.files())
+    changes = result.diff.describe() if result.diff is not None else ()
+    if as_json:
+        emit_json(
+            {
+                "lockfile": str(found.lock_path),
+                "written": result.written,
+                "assets": len(result.lock.assets),
+                "files": len(files),
+                "changes": list(changes),
+            }
+        )
+        return
     verb = "wrote" if result.written else "unchanged:"
     click.echo(f"{verb} {found.lock_path} ({len(result.lock.assets)} assets, {len(files)} files)")
+    for line in changes:
+        detail(f"  - {line}")
+
+
+def _lock_check(found: project.Project, manifest: Manifest, as_json: bool) -> None:
+    """`lock --check`: exit 0 when up to date, else StaleLockError (exit 1) naming what changed.
+
+    With --json the verdict is printed as JSON either way, before the error."""
+    try:
+        project.check(found, manifest)
+    except StaleLockError as exc:
+        if as_json:
+            emit_json(
+                {"lockfile": str(found.lock_path), "up_to_date": False, "changes": exc.details}
+            )
+        raise
+    if as_json:
+        emit_json({"lockfile": str(found.lock_path), "up_to_date": True, "changes": []})
+    else:
+        click.echo(f"{found.lock_path} is up to date with {found.manifest_path}")
 
 
 @cli.command("plan", epilog=EPILOG)
@@ -173,9 +222,9 @@ def plan_cmd(
     manifest = project.read_manifest(found)
     result = locking.plan(found, manifest, settings_for(manifest.endpoint), target)
     if result.note:
-        click.echo(f"note: {result.note}", err=True)
+        note(result.note)
     if as_json:
-        click.echo(json.dumps(result.plan.to_json(), indent=2, sort_keys=False))
+        emit_json(result.plan.to_json())
     else:
         for line in plan_table(result.plan):
             click.echo(line)
@@ -183,10 +232,14 @@ def plan_cmd(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs click, maps modelctl errors to their exit codes, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=argv, prog_name="modelctl", standalone_mode=False)
+        cli.main(args=args, prog_name="modelctl", standalone_mode=False)
     except ModelctlError as exc:
         click.echo(exc.render(), err=True)
+        if _verbose(args) and exc.__cause__ is not None:
+            cause = exc.__cause__
+            click.echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
@@ -200,6 +253,16 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _verbose(args: list[str]) -> bool:
+    """-v/--verbose given before the command (the context is gone once click returns)."""
+    for arg in args:
+        if arg in ("-v", "--verbose"):
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
 
 
 if __name__ == "__main__":

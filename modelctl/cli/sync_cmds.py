@@ -22,6 +22,15 @@ from modelctl.cli.main import (
     settings_for,
     target_option,
 )
+from modelctl.cli.options import (
+    QUIET,
+    asset_option,
+    emit_json,
+    info,
+    json_option,
+    note,
+    verbosity,
+)
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
 from modelctl.hub_source import HubSource, transport_for
 from modelctl.oci import reference
@@ -31,7 +40,7 @@ from modelctl.project import LockMode, find_lock, make_store
 from modelctl.settings import Settings
 from modelctl.sync import sync
 from modelctl.types import Lock
-from modelctl.verify import verify
+from modelctl.verify import VerifyReport, check, raise_problems
 
 
 class _Recorder:
@@ -58,7 +67,7 @@ def _lock_for_sync(
     """The lock to sync in ``mode``; a re-lock first is said on stderr."""
 
     def relocking(reason: str) -> None:
-        click.echo(f"note: {reason}; locking first (`modelctl lock`)", err=True)
+        note(f"{reason}; locking first (`modelctl lock`)")
 
     chosen = locking.lock_for(
         mode,
@@ -72,7 +81,7 @@ def _lock_for_sync(
         notify=relocking,
     )
     if chosen.relocked is not None:
-        click.echo(f"note: wrote {chosen.lock_path}", err=True)
+        note(f"wrote {chosen.lock_path}")
     return chosen.lock, settings_for(chosen.endpoint, offline=offline)
 
 
@@ -119,6 +128,7 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
     "every byte against this lock, refuses an artifact of another lock, resumes.",
 )
 @registry_options
+@asset_option
 @click.option("--json", "as_json", is_flag=True, help="Write progress as NDJSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary line.")
 def sync_cmd(
@@ -133,6 +143,7 @@ def sync_cmd(
     from_oci: str | None,
     insecure: bool,
     ca_cert: Path | None,
+    assets: tuple[str, ...],
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -141,6 +152,8 @@ def sync_cmd(
     Every byte is checked against the lock's digest while it streams; files appear only
     complete. Interrupted downloads resume. When everything is present, no request is
     made. Without --locked/--frozen, a missing or stale lock is re-locked first.
+    With --asset, only those assets are planned, counted and synced (one lock, a subset
+    per service image).
     """
     if locked and frozen:
         raise click.UsageError("--locked and --frozen exclude each other")
@@ -155,8 +168,9 @@ def sync_cmd(
         # Installing from a bundle or a registry never asks the Hub, not even to re-lock.
         offline=offline or bundle is not None or oci_ref is not None,
     )
+    lock = lock.select(assets)
     store = make_store(settings, target)
-    recorder = _Recorder(_listener(as_json, quiet))
+    recorder = _Recorder(_listener(as_json, quiet or verbosity() == QUIET))
     # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
     transport = None if settings.offline else transport_for(settings, urllib.request.getproxies())
     if bundle is not None:
@@ -168,7 +182,7 @@ def sync_cmd(
         source = HubSource(settings, jobs=jobs, transport=transport)
         sync(lock, store, source, jobs=jobs, listener=recorder)
     if recorder.finished is not None and not as_json:
-        click.echo(summary_line(recorder.finished), err=True)
+        info(summary_line(recorder.finished))
     if not as_json:
         click.echo(str(store.root))
 
@@ -179,20 +193,57 @@ def sync_cmd(
 @click.option(
     "--full", is_flag=True, help="Hash every file (blake3 if recorded, else the lock's digest)."
 )
+@asset_option
+@json_option("Print the report as one JSON object (also when files differ: exit 1 after it).")
 def verify_cmd(
-    manifest_path: Path | None, lockfile_path: Path | None, target: Path | None, full: bool
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    target: Path | None,
+    full: bool,
+    assets: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Check every locked file on disk: present, right size, right content (exit 1 if not).
 
     Reads only the lockfile. Without --full, files with a record of an earlier verified
     download are trusted when unchanged (size, mtime, inode); others are hashed.
     """
-    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
+    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     settings = settings_for(None)
     store = make_store(settings, target)
-    report = verify(lock, store, full=full)
+    report = check(lock, store, full=full)
+    if as_json:
+        emit_json(verify_json(report))
+    raise_problems(report)
+    if as_json:
+        return
     size = sum(f.ref.size or 0 for f in report.files)
     click.echo(
         f"verified: {len(report.files)} file(s), {human_bytes(size)}, "
         f"{report.hashed} hashed; in {report.location}"
     )
+
+
+def verify_json(report: VerifyReport) -> dict[str, object]:
+    """`verify --json`: location, ok, hashed, files[{asset, repo_id, commit, filename,
+    size_bytes, digest, path, status, how, actual}]."""
+    return {
+        "location": report.location,
+        "ok": not report.problems,
+        "hashed": report.hashed,
+        "files": [
+            {
+                "asset": f.ref.asset,
+                "repo_id": f.ref.repo_id,
+                "commit": f.ref.commit,
+                "filename": f.ref.path,
+                "size_bytes": f.ref.size,
+                "digest": str(f.ref.digest),
+                "path": str(f.path),
+                "status": f.check.status,
+                "how": f.check.how,
+                "actual": f.check.actual,
+            }
+            for f in report.files
+        ],
+    }

@@ -1,0 +1,75 @@
+"""Reusable click options and output helpers: --asset, --json, the global -q/-v.
+
+Every command that reports something takes ``--json`` (one documented shape per command,
+see the README's command table) and honours the global ``modelctl -q`` / ``-v``:
+
+- ``-q``: no notes, progress or summary lines on stderr; results and errors still print.
+- ``-v``: notes plus details (what changed, each error's underlying cause).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+QUIET = -1
+NORMAL = 0
+VERBOSE = 1
+
+
+def asset_option(func: F) -> F:
+    """``--asset NAME`` (repeatable), passed as ``assets: tuple[str, ...]``.
+
+    Use with :meth:`modelctl.types.Lock.select`: one lock, a subset per service image.
+    """
+    return click.option(
+        "--asset",
+        "assets",
+        multiple=True,
+        metavar="NAME",
+        help="Only this locked asset (repeatable). Default: every asset. An unknown name "
+        "exits 2 listing the locked ones.",
+    )(func)
+
+
+def json_option(text: str = "Print the result as one JSON object on stdout.") -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=text)
+
+
+def verbosity() -> int:
+    """QUIET, NORMAL or VERBOSE, from the global ``modelctl -q/-v`` (NORMAL outside click)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return NORMAL
+    root = ctx.find_root()
+    if root.params.get("quiet"):
+        return QUIET
+    return VERBOSE if root.params.get("verbose") else NORMAL
+
+
+def note(text: str) -> None:
+    """A remark on stderr (``note: ...``), silenced by ``-q``."""
+    if verbosity() > QUIET:
+        click.echo(f"note: {text}", err=True)
+
+
+def info(text: str) -> None:
+    """A summary line on stderr, silenced by ``-q``."""
+    if verbosity() > QUIET:
+        click.echo(text, err=True)
+
+
+def detail(text: str) -> None:
+    """Only with ``-v``: more about what happened, on stderr."""
+    if verbosity() >= VERBOSE:
+        click.echo(text, err=True)
+
+
+def emit_json(data: object) -> None:
+    """The one JSON document of a command, on stdout."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
