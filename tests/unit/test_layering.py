@@ -27,11 +27,13 @@ LAYERS: dict[str, int] = {
     "manifest": 3,
     "lockfile": 3,
     "hubjson": 3,
+    "edit": 3,
     "plan": 3,
     "progress": 3,
     "store": 4,
     "record": 4,
     "filelock": 4,
+    "sbom": 4,
     "http": 4,
     "hub": 4,
     "presence": 5,  # what is on disk: status, runtime, bundle, plan and sync ask it
@@ -45,10 +47,12 @@ LAYERS: dict[str, int] = {
     "verify": 7,
     "status": 7,
     "gc": 7,
+    "outdated": 7,
     "hub_source": 8,
     "bundle": 7,
     "bundle_source": 8,
     "locking": 9,
+    "change": 9,
     "oci": 9,  # registry client, push, sync --from (a package: its modules import each other)
     "provisioning": 10,  # the in-process API: locking + sync + runtime
     "cli": 11,
