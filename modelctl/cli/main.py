@@ -12,11 +12,12 @@ import click
 
 from modelctl import __version__, locking, project
 from modelctl.cli.format import plan_table, tell_wait
-from modelctl.cli.options import detail, emit_json, json_option, note
+from modelctl.cli.options import asset_option, detail, emit_json, json_option, note
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError
 from modelctl.oci.auth import find_credentials
 from modelctl.oci.reference import Reference
 from modelctl.oci.registry import Registry, RegistryOptions
+from modelctl.plan import make_plan
 from modelctl.settings import Settings, from_env
 from modelctl.types import Manifest
 
@@ -214,8 +215,13 @@ def _lock_check(found: project.Project, manifest: Manifest, as_json: bool) -> No
     type=click.Path(path_type=Path, file_okay=False),
     help="Plan for a plain tree DIR/<asset>/<path> instead of the HF cache.",
 )
+@asset_option
 def plan_cmd(
-    manifest_path: Path | None, lockfile_path: Path | None, as_json: bool, target: Path | None
+    manifest_path: Path | None,
+    lockfile_path: Path | None,
+    as_json: bool,
+    target: Path | None,
+    assets: tuple[str, ...],
 ) -> None:
     """Show the DownloadPlan: files, sizes, what is cached, what sync would download."""
     found = load_project(manifest_path, lockfile_path)
@@ -223,10 +229,15 @@ def plan_cmd(
     result = locking.plan(found, manifest, settings_for(manifest.endpoint), target)
     if result.note:
         note(result.note)
+    plan = result.plan
+    if assets:
+        names = {a.name for a in result.lock.select(assets).assets}
+        chosen = [f for f in plan.files if f.asset in names]
+        plan = make_plan((f.ref for f in chosen), (f.ref for f in chosen if f.cached))
     if as_json:
-        emit_json(result.plan.to_json())
+        emit_json(plan.to_json())
     else:
-        for line in plan_table(result.plan):
+        for line in plan_table(plan):
             click.echo(line)
 
 

@@ -280,6 +280,9 @@ def test_outdated_with_a_stale_lock_exits_1(
 def test_sync_asset_plans_and_counts_only_the_subset(
     project: Path, hf_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    code, out, _ = run(capsys, "plan", "--asset", "vad", "--json")
+    assert code == 0
+    assert [f["filename"] for f in json.loads(out)["files"]] == ["vad.onnx"]
     code, out, err = run(capsys, "sync", "--asset", "vad", "--json")
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
@@ -298,7 +301,7 @@ def test_sync_asset_plans_and_counts_only_the_subset(
 def test_an_unknown_asset_exits_2_listing_the_locked_ones(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for cmd in ("sync", "verify", "status", "outdated", "export"):
+    for cmd in ("plan", "sync", "verify", "status", "outdated", "export"):
         code, _, err = run(capsys, cmd, "--asset", "vad", "--asset", "nope")
         assert code == 2, cmd
         assert "nope" in err and "one of: stt, vad" in err
