@@ -30,8 +30,6 @@ from modelctl.types import Lock, Manifest
 from modelctl.yamldoc import read_text
 
 KINDS: Final = ("files", "stt", "gguf", "kokoro", "api")
-# The faster-whisper (CTranslate2) layout, as Systran/faster-whisper-* repos have it.
-STT_FILES: Final = ("model.bin", "config.json", "tokenizer.json", "vocabulary.*")
 
 
 @dataclass(frozen=True)
@@ -82,8 +80,8 @@ def asset_spec(opts: AssetOptions) -> dict[str, Any]:
                 hint="e.g. --file model.bin --file '*.json'",
             )
         spec["files"] = list(dict.fromkeys(opts.files))
-    elif kind == "stt":
-        spec["files"] = list(dict.fromkeys(opts.files or STT_FILES))
+    elif kind == "stt" and opts.files:  # else the preset's default layout
+        spec["files"] = list(dict.fromkeys(opts.files))
     elif kind == "gguf":
         if len(opts.files) != 1:
             raise InputError(

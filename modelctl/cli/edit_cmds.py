@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 
 from modelctl import change
-from modelctl.change import KINDS, STT_FILES, AssetOptions, Change, asset_spec
+from modelctl.change import KINDS, AssetOptions, Change, asset_spec
 from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
 from modelctl.cli.options import emit_json, info, json_option, note
 from modelctl.edit import unified_diff
 from modelctl.errors import ManifestError
 from modelctl.locking import make_client
-from modelctl.manifest import parse_manifest
+from modelctl.manifest import STT_DEFAULT_FILES, parse_manifest
 from modelctl.project import Project
 from modelctl.yamldoc import read_text
 
@@ -37,7 +37,7 @@ from modelctl.yamldoc import read_text
     multiple=True,
     metavar="PATH",
     help="A path or glob in the repo (repeatable); kind gguf: the one .gguf. "
-    f"Kind stt defaults to {', '.join(STT_FILES)}.",
+    f"Kind stt defaults to {', '.join(STT_DEFAULT_FILES)}.",
 )
 @click.option("--revision", "-r", help="Branch, tag or commit. Default: main.")
 @click.option("--repo-type", type=click.Choice(("model", "dataset")), help="Default: model.")
