@@ -149,6 +149,8 @@ def test_add_each_preset(project: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert run(capsys, "lock", "--check")[0] == 0
     text = project.read_text()
     assert "  tts:\n    kind: kokoro\n    voices: [af_heart]\n" in text
+    # kind stt without --file: the preset's default layout, so no `files:` is written.
+    assert "  stt2:\n    kind: stt\n    repo: org/whisper\n    revision: v1\n\n" in text
 
 
 def test_add_dry_run_prints_the_diff_and_writes_nothing(
