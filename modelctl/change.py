@@ -13,13 +13,13 @@ re-resolved whole, keeping its locked commits, as ``modelctl lock`` would.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from modelctl import lockfile
+from modelctl.atomic import atomic_file
 from modelctl.edit import add_asset, remove_asset
 from modelctl.errors import InputError, ManifestError, StorageError
 from modelctl.hub import HubClient
@@ -204,18 +204,12 @@ def _finish(
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``path`` atomically (temp file + rename), keeping its permission bits if it
-    exists (0644 if not)."""
+    """Write ``path`` atomically (:mod:`modelctl.atomic`), keeping an existing file's mode."""
     try:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        mode = path.stat().st_mode & 0o7777 if path.exists() else None
+        with atomic_file(path) as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(text.encode("utf-8"))
     except OSError as exc:
         raise StorageError(f"cannot write the file: {exc.strerror}", where=str(path)) from exc

@@ -132,6 +132,7 @@ def test_add_then_remove_leaves_manifest_and_lock_byte_identical(
 
 
 def test_add_each_preset(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project.chmod(0o640)  # the manifest keeps its mode through the atomic rewrite
     assert run(capsys, "add", "stt2", "org/whisper", "--kind", "stt", "-r", "v1")[0] == 0
     assert run(capsys, "add", "tts", "--kind", "kokoro", "--voice", "af_heart")[0] == 0
     assert run(capsys, "add", "cloud", "--kind", "api", "-d", "hosted")[0] == 0
@@ -151,6 +152,7 @@ def test_add_each_preset(project: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "  tts:\n    kind: kokoro\n    voices: [af_heart]\n" in text
     # kind stt without --file: the preset's default layout, so no `files:` is written.
     assert "  stt2:\n    kind: stt\n    repo: org/whisper\n    revision: v1\n\n" in text
+    assert project.stat().st_mode & 0o777 == 0o640
 
 
 def test_add_dry_run_prints_the_diff_and_writes_nothing(
