@@ -17,6 +17,7 @@ from modelctl.cli.main import (
     settings_for,
     target_option,
 )
+from modelctl.cli.options import asset_option, info
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.oci import reference
 from modelctl.oci.push import DEFAULT_PUSH_JOBS, push
@@ -44,6 +45,7 @@ from modelctl.project import make_store
     help="Parallel uploads.",
 )
 @registry_options
+@asset_option
 def push_cmd(
     dest: str,
     manifest_path: Path | None,
@@ -53,6 +55,7 @@ def push_cmd(
     jobs: int,
     insecure: bool,
     ca_cert: Path | None,
+    assets: tuple[str, ...],
 ) -> None:
     """Push the locked files and the lockfile to an OCI registry as a ModelPack artifact.
 
@@ -63,20 +66,21 @@ def push_cmd(
     same lock gives the same manifest digest. Prints REGISTRY/NAME:TAG@sha256:...
     Credentials: ~/.docker/config.json, $REGISTRY_AUTH_FILE, containers' auth.json.
     Install elsewhere with `modelctl sync --from oci://REGISTRY/NAME[:TAG|@sha256:...]`.
+    With --asset, the artifact holds those assets and a lockfile of only them: install it
+    with the same --asset.
     """
     ref = reference.parse(dest)
     if ref.digest is not None:
         raise click.UsageError("push takes a tag, not a digest (the digest is computed)")
-    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path))
+    lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     store = make_store(settings_for(None), target)
     registry = open_registry(ref, insecure, ca_cert)
     result = push(
         lock, store, registry, ref.tag or reference.DEFAULT_TAG, mount_from=mount_from, jobs=jobs
     )
-    click.echo(
+    info(
         f"pushed: {result.files} file(s) in {result.blobs} blob(s): {result.uploaded} "
         f"uploaded ({human_bytes(result.bytes_uploaded)} sent), {result.present} already "
-        f"there, {result.mounted} mounted; {result.requests} requests",
-        err=True,
+        f"there, {result.mounted} mounted; {result.requests} requests"
     )
     click.echo(result.reference)
