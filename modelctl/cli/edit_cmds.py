@@ -8,6 +8,7 @@ import click
 
 from modelctl import change
 from modelctl.change import KINDS, AssetOptions, Change, asset_spec
+from modelctl.cli.format import tell_wait
 from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
 from modelctl.cli.options import emit_json, info, json_option, note
 from modelctl.edit import unified_diff
@@ -99,7 +100,7 @@ def add_cmd(
         )
     )
     project = load_project(manifest_path, lockfile_path)
-    client = make_client(settings_for(_endpoint(project)))
+    client = make_client(settings_for(_endpoint(project)), tell_wait)
     result = change.add(project, name, spec, client, dry_run=dry_run)
     _report("added", name, project, result, as_json)
 
@@ -123,7 +124,7 @@ def remove_cmd(
     `modelctl gc --delete`.
     """
     project = load_project(manifest_path, lockfile_path)
-    client = make_client(settings_for(_endpoint(project)))
+    client = make_client(settings_for(_endpoint(project)), tell_wait)
     result = change.remove(project, name, client, dry_run=dry_run)
     _report("removed", name, project, result, as_json)
 

@@ -8,7 +8,7 @@ import click
 
 from modelctl import lockfile
 from modelctl.change import write_text
-from modelctl.cli.format import human_bytes, table
+from modelctl.cli.format import human_bytes, table, tell_wait
 from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
 from modelctl.cli.options import asset_option, emit_json, info, json_option
 from modelctl.cli.sync_cmds import find_lockfile
@@ -38,7 +38,7 @@ def outdated_cmd(
     project = load_project(manifest_path, lockfile_path)
     manifest = read_manifest(project)
     lock = check(project, manifest).select(assets)
-    client = make_client(settings_for(manifest.endpoint))
+    client = make_client(settings_for(manifest.endpoint), tell_wait)
     report = outdated(manifest, lock, client)
     if as_json:
         emit_json(report.to_json())
