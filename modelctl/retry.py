@@ -76,7 +76,7 @@ def parse_retry_after(text: str | None) -> float | None:
     if not text:
         return None
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() is also true for "²"
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
