@@ -8,11 +8,15 @@ tunnels ``CONNECT``. Each round times, in a fresh interpreter (imports excluded)
 - ``https + proxy``: the same through ``HTTPS_PROXY`` (a CONNECT tunnel, same transport);
 - ``httpx2 + proxy``: the same sync forced onto huggingface_hub's httpx2 session, which is
   what modelctl used behind a proxy before (the comparison the issue names);
-- ``curl https`` / ``curl https + proxy``: ``curl --cacert`` to a file, no hashing.
+- ``curl https`` / ``curl https + proxy``: ``curl --cacert`` to a file, no hashing;
+- with tinyproxy also plain HTTP (a second LocalHub): direct, and through the proxy with
+  each transport (``HTTP_PROXY``: absolute-URI requests).
 
 Run ``python -m benchmarks.bench_tls_proxy [--size-mib 256 --rounds 3]``. The proxy is a
 Python process too: on 2 cores it competes with client and server for CPU, so its row
-says what a proxy on the same machine costs, not what a remote one would.
+says what a proxy on the same machine costs, not what a remote one would. Where
+``tinyproxy`` is installed (Debian package), the same rows run through it too (a proxy in
+C: less of the CPU goes to the proxy).
 """
 
 from __future__ import annotations
@@ -64,7 +68,35 @@ def serve(args: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
-def base_env(endpoint: str, hf_home: Path, ca: Path, proxy: str | None) -> dict[str, str]:
+def start_tinyproxy(work: Path) -> tuple[subprocess.Popen[str], str] | None:
+    exe = shutil.which("tinyproxy")
+    if exe is None:
+        return None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = work / "tinyproxy.conf"
+    # No ConnectPort line: CONNECT to any port (the Hub listens on a random one).
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 600\nMaxClients 20\n"
+        "LogLevel Error\n"
+    )
+    proc = subprocess.Popen([exe, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, text=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("tinyproxy did not start")
+
+
+def base_env(
+    endpoint: str, hf_home: Path, ca: Path, proxy: str | None, var: str = "HTTPS_PROXY"
+) -> dict[str, str]:
     drop = ("HF_", "HUGGING", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
     env.update(
@@ -75,7 +107,7 @@ def base_env(endpoint: str, hf_home: Path, ca: Path, proxy: str | None) -> dict[
         PYTHONPATH=str(ROOT_DIR),
     )
     if proxy is not None:
-        env["HTTPS_PROXY"] = proxy
+        env[var] = proxy
     return env
 
 
@@ -122,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             "the local hub",
         )  # fmt: skip
         procs.append(hub)
+        plain, plain_url = serve(
+            ["modelctl.testing.hub", "--root", str(work / "root"), "--port", "0"], "the hub"
+        )
+        procs.append(plain)
         proxy_proc, proxy = serve(["modelctl.testing.proxy"], "the proxy")
         procs.append(proxy_proc)
         manifest = work / "modelctl.yaml"
@@ -148,6 +184,24 @@ def main(argv: list[str] | None = None) -> int:
             "curl https": lambda d: timed_curl(url, d, cert, None),
             "curl https + proxy": lambda d: timed_curl(url, d, cert, proxy),
         }
+        tiny = start_tinyproxy(work)
+        if tiny is not None:
+            procs.append(tiny[0])
+            native = tiny[1]
+            clients["https + tinyproxy"] = lambda d: timed_sync(
+                lock, "fast", base_env(endpoint, d, cert, native)
+            )
+            clients["httpx2 + tinyproxy"] = lambda d: timed_sync(
+                lock, "httpx", base_env(endpoint, d, cert, native)
+            )
+            # Plain HTTP, where http.client and httpx2 differed most (3x without a proxy).
+            clients["http"] = lambda d: timed_sync(lock, "fast", base_env(plain_url, d, cert, None))
+            clients["http + tinyproxy"] = lambda d: timed_sync(
+                lock, "fast", base_env(plain_url, d, cert, native, "HTTP_PROXY")
+            )
+            clients["httpx2 http + tinyproxy"] = lambda d: timed_sync(
+                lock, "httpx", base_env(plain_url, d, cert, native, "HTTP_PROXY")
+            )
         times = interleaved(args.rounds, clients, work)
         total = sum(sizes.values())
         print(f"\n1 file, {total / MiB:.0f} MiB, median of {args.rounds}, {os.cpu_count()} CPUs")
@@ -157,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             lo, hi = total / max(t) / 1e6, total / min(t) / 1e6
             print(f"{label:<22}{med:>10.2f}{total / med / 1e6:>10.0f}{f'{lo:.0f}-{hi:.0f}':>16}")
         fast = statistics.median(times["https"])
-        for label in ("https + proxy", "httpx2 + proxy"):
+        for label in [c for c in clients if "proxy" in c and not c.startswith("curl")]:
             print(f"{label} speed / https: {fast / statistics.median(times[label]):.2f}x")
         return 0
     finally:

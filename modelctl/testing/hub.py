@@ -458,7 +458,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_body(self, f: BinaryIO, start: int, length: int, limit: int, plan: BodyPlan) -> None:
         """Send up to limit bytes of the range; a shorter body than length drops the connection."""
-        if plan.needs_loop:
+        # Over TLS, socket.sendfile falls back to 8 KiB writes: the loop's larger ones are
+        # about 3 times faster here.
+        if plan.needs_loop or self.hub.scheme == "https":
             self._send_loop(f, start, limit, plan)
         elif limit > 0:  # sendfile(count=0) would mean "to the end of the file"
             self._sent = self.connection.sendfile(f, start, limit)
