@@ -455,3 +455,40 @@ def test_huggingface_hub_itself_works_against_every_mode(
         )
         for path, data in files.items():
             assert (Path(snap) / path).read_bytes() == data
+
+
+def test_huggingface_hub_itself_over_tls_through_the_proxy_gated_and_rate_limited(
+    tmp_path: Path, tls_hub: LocalHub, test_ca: CertAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"config.json": b'{"x": 1}', "model.bin": blob(12, 30_000)}
+    write_repo(tls_hub.root, "org/gated", files, lfs_patterns=("*.bin",))
+    tls_hub.faults.set(gated={"org/gated": TOKEN}, redirect_lfs=True, retry_after=None)
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_cert))
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        hf.close_session()
+        api = hf.HfApi(endpoint=tls_hub.url, token=TOKEN)
+        info = api.model_info("org/gated")
+        tree = api.list_repo_tree("org/gated", recursive=True, revision=info.sha)
+        assert {f.path for f in tree} == set(files) | {".gitattributes"}
+        snap = hf.snapshot_download(
+            "org/gated", endpoint=tls_hub.url, cache_dir=tmp_path / "c", token=TOKEN
+        )
+        for path, data in files.items():
+            assert (Path(snap) / path).read_bytes() == data
+        assert any(r.method == "CONNECT" for r in proxy.requests)
+        # Its downloads retry a 429 after RateLimit's t + 1 s, as modelctl does (its
+        # model_info does not retry at all).
+        tls_hub.faults.rate_limit_for(1.0)
+        again = hf.hf_hub_download(
+            "org/gated", "config.json", endpoint=tls_hub.url, cache_dir=tmp_path / "e",
+            token=TOKEN,
+        )  # fmt: skip
+        assert Path(again).read_bytes() == files["config.json"]
+        with pytest.raises(hf.errors.GatedRepoError):
+            hf.hf_hub_download(
+                "org/gated", "config.json", endpoint=tls_hub.url, cache_dir=tmp_path / "d",
+                token=False,
+            )  # fmt: skip
+    statuses = [r.status for r in tls_hub.requests if r.method == "GET" and "config" in r.path]
+    assert statuses[-2:] == [429, 200]
