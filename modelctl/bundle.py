@@ -39,6 +39,7 @@ from modelctl.errors import (
 )
 from modelctl.paths import check_relpath
 from modelctl.presence import presence
+from modelctl.safeio import open_regular
 from modelctl.store import Store
 from modelctl.types import FileRef, Lock
 
@@ -164,6 +165,12 @@ class BundleIndex:
                 )
             entries = tuple(_entry(e) for e in doc["files"])
             return cls(str(doc["lock_sha256"]), entries, str(doc.get("created_by", "")))
+        except RecursionError as exc:
+            raise BundleError(
+                f"{INDEX_MEMBER} is not a valid bundle index: nested too deeply",
+                where=where,
+                hint="make the bundle again with `modelctl bundle`",
+            ) from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BundleError(
                 f"{INDEX_MEMBER} is not a valid bundle index: {exc}",
@@ -304,7 +311,7 @@ class _HashingReader:
 def _add_file(tar: tarfile.TarFile, member: str, ref: FileRef, store: Store) -> int:
     path = store.final_path(ref)
     try:
-        f = path.open("rb")
+        f = os.fdopen(open_regular(path), "rb")
     except OSError as exc:
         raise StorageError(f"cannot read a locked file: {exc.strerror}", where=str(path)) from exc
     with f:

@@ -13,6 +13,7 @@ locked digest, renamed into place and recorded, exactly as a download is.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tarfile
 import threading
@@ -45,6 +46,7 @@ from modelctl.partial import Mismatch, PartialFile
 from modelctl.plan import PlannedFile
 from modelctl.presence import check_local
 from modelctl.progress import ProgressListener, ProgressTracker
+from modelctl.safeio import open_regular
 from modelctl.store import Store, check_writable
 from modelctl.sync import sync
 from modelctl.types import FileRef, Lock
@@ -364,7 +366,7 @@ class _BundleReader:
 @contextlib.contextmanager
 def _open_local(path: Path) -> Iterator[IO[bytes]]:
     try:
-        f = path.open("rb")
+        f = os.fdopen(open_regular(path), "rb")
     except OSError as exc:
         raise StorageError(f"cannot read {path.name}: {exc.strerror}", where=str(path)) from exc
     with f:

@@ -11,12 +11,15 @@ Algorithms:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
 import blake3 as _blake3
+
+from modelctl.safeio import open_regular
 
 ALGORITHMS: Final = ("sha256", "gitsha1", "blake3")
 _HEX_LEN: Final = {"sha256": 64, "gitsha1": 40, "blake3": 64}
@@ -94,9 +97,9 @@ def digest_bytes(algorithm: str, data: bytes) -> Digest:
 
 def digest_file(path: Path, algorithm: str) -> Digest:
     """Hash a whole file in large chunks (hashlib releases the GIL on big buffers)."""
-    size = path.stat().st_size
-    h = new_hasher(algorithm, size)
-    with path.open("rb", buffering=0) as f:
+    with os.fdopen(open_regular(path), "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        h = new_hasher(algorithm, size)
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
         while n := f.readinto(buf):

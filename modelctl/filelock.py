@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from modelctl.errors import StorageError, UnsafePathError
-from modelctl.paths import storage_error
+from modelctl.paths import in_folder, storage_error
 
 POLL_S: Final = 0.05
 
@@ -42,9 +42,9 @@ class Cancelled(BaseException):
 def exclusive(path: Path, cancel: threading.Event | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created 0o664, so a shared cache's group can wait)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # O_NOFOLLOW: through a symlink, O_CREAT would create its target wherever it points.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = in_folder(path, lambda: os.open(path, flags, 0o664))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePathError(

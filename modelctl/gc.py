@@ -20,10 +20,10 @@ held by another process is skipped. Lock files themselves are never deleted (see
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
-import shutil
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -139,7 +139,9 @@ def _repo_garbage(
     records = repo / META_DIR / "verified"
     blobs = repo / "blobs"
     for blob in _children(blobs):
-        st = blob.lstat()
+        st = _lstat(blob)
+        if st is None:
+            continue  # gone since it was listed (a download renamed or removed it)
         if blob.name.endswith(".incomplete"):
             if now - st.st_mtime >= partial_age_s:
                 etag = blob.name.split(".", 1)[0]
@@ -160,7 +162,7 @@ def _repo_garbage(
             continue
         for path, rel in _walk(snap):
             if (snap.name, rel) not in w.files:
-                yield Garbage("snapshot-file", path, _size(path.lstat()))
+                yield Garbage("snapshot-file", path, _size(_lstat(path)))
             elif path.is_symlink() and not path.exists():
                 yield Garbage("broken-link", path, 0)
 
@@ -181,20 +183,23 @@ def _target_garbage(
             if top.is_dir() and not top.is_symlink():
                 items.append(Garbage("folder", top, _du(top)))
             elif top.exists() or top.is_symlink():
-                items.append(Garbage("file", top, _size(top.lstat())))
+                items.append(Garbage("file", top, _size(_lstat(top))))
+            continue
+        if top.is_symlink():
+            # sync refuses to write through it; gc never walks or deletes through it.
             continue
         for path, rel in _walk(top):
             name = path.name
             if name.startswith(".") and name.endswith(".modelctl-partial"):
-                st = path.lstat()
-                if now - st.st_mtime >= partial_age_s:
+                st = _lstat(path)
+                if st is not None and now - st.st_mtime >= partial_age_s:
                     final = rel[: -len(name)] + name[1 : -len(".modelctl-partial")]
                     items.append(Garbage("partial", path, st.st_size, meta.lock(asset, final)))
             elif (asset, rel) not in wanted:
                 record = meta.record(asset, rel)
                 extra = (record,) if record is not None and record.exists() else ()
                 lock_file = meta.lock(asset, rel)
-                items.append(Garbage("file", path, _size(path.lstat()), lock_file, extra))
+                items.append(Garbage("file", path, _size(_lstat(path)), lock_file, extra))
     items.extend(_orphan_target_records(root, folders, wanted))
     items.extend(_stale_temps(root / META_DIR / "verified", partial_age_s, now))
     return GcPlan(root, "target", tuple(sorted(folders)), tuple(items))
@@ -256,86 +261,164 @@ class GcResult:
 
 def collect(plan: GcPlan) -> GcResult:
     """Delete what ``plan`` lists (checked again: only what still exists), then remove
-    snapshot links and folders left broken or empty inside the scanned folders."""
+    snapshot links and folders left broken or empty inside the scanned folders.
+
+    Each content is deleted while holding its lock file, the one sync and huggingface_hub
+    hold while writing it: content being written is skipped, and no writer starts on it
+    meanwhile. Deletions go down from the cache or tree root one folder at a time with
+    ``O_NOFOLLOW``: a symlink planted anywhere below the root is never followed out of it.
+    """
+    root = plan.location
     deleted: list[Garbage] = []
     skipped: list[Garbage] = []
     for item in plan.items:
-        if item.lock_file is not None and _held(item.lock_file):
-            skipped.append(item)
-            continue
-        if _remove(item.path):
-            for extra in item.extra:
-                _remove(extra)
-            deleted.append(item)
+        with _writer_lock(item.lock_file) as free:
+            if not free:
+                skipped.append(item)
+                continue
+            outcome = _remove(root, item.path)
+            if outcome == "refused":
+                skipped.append(item)
+            elif outcome == "deleted":
+                for extra in item.extra:
+                    _remove(root, extra)
+                deleted.append(item)
     links = 0
     # Only folders that deleting files can leave empty are tidied: an empty folder
-    # elsewhere may be one a running sync has just made for its next file.
+    # elsewhere may be one a running sync has just made for its next file (and sync
+    # makes a folder again if one it made vanishes before it wrote into it).
     for name in plan.scanned:
-        folder = plan.location / name
+        folder = root / name
         if plan.layout == "hf-cache":
-            links += _remove_broken_links(folder / "snapshots")
-            _remove_empty_dirs(folder / "snapshots", keep_root=True)
+            links += _remove_broken_links(root, folder / "snapshots")
+            _remove_empty_dirs(root, folder / "snapshots", keep_root=True)
         else:
-            _remove_empty_dirs(folder, keep_root=True)
-            _remove_empty_dirs(plan.location / META_DIR / "verified" / name, keep_root=False)
+            _remove_empty_dirs(root, folder, keep_root=True)
+            _remove_empty_dirs(root, root / META_DIR / "verified" / name, keep_root=False)
     return GcResult(tuple(deleted), tuple(skipped), links)
 
 
-def _held(lock_file: Path) -> bool:
-    """Is this lock file held by a writer? Never creates it: no lock file, no writer."""
+@contextlib.contextmanager
+def _writer_lock(lock_file: Path | None) -> Iterator[bool]:
+    """Hold ``lock_file`` (yields True), or yield False when a writer holds it.
+
+    The lock file is created if missing (as sync creates it): else a sync starting right
+    after the check would write what is being deleted. Lock files are never deleted.
+    """
+    if lock_file is None:
+        yield True
+        return
     try:
-        fd = os.open(lock_file, os.O_RDWR)
-    except FileNotFoundError:
-        return False
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o664)
     except OSError as exc:
         raise StorageError(
             f"cannot open a lock file: {exc.strerror}", where=str(lock_file)
         ) from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError as exc:
-        raise StorageError(f"cannot lock a file: {exc.strerror}", where=str(lock_file)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot lock a file: {exc.strerror}", where=str(lock_file)) from exc
+        yield True
     finally:
-        # Closing releases the flock taken just above (if it was).
+        # Closing releases the flock.
         os.close(fd)
-    return False
 
 
-def _remove(path: Path) -> bool:
-    """Delete a file, link or folder (never following links); False if already gone."""
+def _remove(root: Path, path: Path) -> str:
+    """Delete a file, link or folder below ``root``, never following a link on the way
+    or at the end: "deleted", "gone" (already), or "refused" (a symlink in the way)."""
     try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        with _parent_fd(root, path) as (dirfd, name):
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                _rmtree_at(dirfd, name)
+            else:
+                os.unlink(name, dir_fd=dirfd)
     except FileNotFoundError:
-        return False
+        return "gone"
+    except _Refused:
+        return "refused"
     except OSError as exc:
         raise StorageError(f"cannot delete: {exc.strerror}", where=str(path)) from exc
-    return True
+    return "deleted"
 
 
-def _remove_broken_links(folder: Path) -> int:
+def _rmtree_at(dirfd: int, name: str) -> None:
+    """Remove the folder ``name`` of ``dirfd`` and all in it, by descriptors, never
+    following a link (shutil.rmtree has no ``dir_fd`` before Python 3.11)."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+    try:
+        with os.scandir(fd) as entries:
+            children = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        for child, is_dir in children:
+            try:
+                if is_dir:
+                    _rmtree_at(fd, child)
+                else:
+                    os.unlink(child, dir_fd=fd)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dirfd)
+
+
+class _Refused(Exception):
+    """A symlink (or a file) where a folder on the way to a deletion should be."""
+
+
+@contextlib.contextmanager
+def _parent_fd(root: Path, path: Path) -> Iterator[tuple[int, str]]:
+    """An open descriptor of ``path``'s folder, reached from ``root`` without following
+    any link, and ``path``'s name in it."""
+    parts = path.relative_to(root).parts
+    if not parts:
+        raise _Refused(str(path))
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                child = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _Refused(str(path)) from exc
+                raise
+            os.close(fd)
+            fd = child
+        yield fd, parts[-1]
+    finally:
+        os.close(fd)
+
+
+def _remove_broken_links(root: Path, folder: Path) -> int:
     removed = 0
     for path, _ in _walk(folder):
-        if path.is_symlink() and not path.exists() and _remove(path):
+        if path.is_symlink() and not path.exists() and _remove(root, path) == "deleted":
             removed += 1
     return removed
 
 
-def _remove_empty_dirs(folder: Path, *, keep_root: bool) -> None:
+def _remove_empty_dirs(root: Path, folder: Path, *, keep_root: bool) -> None:
     if not folder.is_dir() or folder.is_symlink():
         return
     for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
         if keep_root and Path(dirpath) == folder:
             continue
         try:
-            os.rmdir(dirpath)
+            with _parent_fd(root, Path(dirpath)) as (dirfd, name):
+                os.rmdir(name, dir_fd=dirfd)
+        except _Refused:
+            continue
         except OSError as exc:
-            # Not empty (or in use): it stays. Anything else is a real storage problem.
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY):
+            # Not empty (or in use, or gone): it stays. Anything else is a real problem.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY, errno.ENOENT):
                 raise StorageError(f"cannot delete: {exc.strerror}", where=dirpath) from exc
 
 
@@ -351,8 +434,8 @@ def _stale_temps(folder: Path, age_s: float, now: float) -> Iterator[Garbage]:
     """Leftover temp files under ``folder`` older than ``age_s`` (a younger one may be live)."""
     for path, _ in _walk(folder):
         if path.name.startswith(".") and path.name.endswith(_TEMP_SUFFIXES):
-            st = path.lstat()
-            if now - st.st_mtime >= age_s:
+            st = _lstat(path)
+            if st is not None and now - st.st_mtime >= age_s:
                 yield Garbage("temp", path, _size(st))
 
 
@@ -368,7 +451,11 @@ def _children(folder: Path) -> list[Path]:
 
 
 def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
-    """Every file or link under ``folder`` (links not followed), with its relative path."""
+    """Every file or link under ``folder`` (links not followed), with its relative path.
+
+    A ``folder`` that is itself a symlink is not entered (os.walk would follow it)."""
+    if folder.is_symlink():
+        return
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         base = Path(dirpath)
@@ -379,12 +466,23 @@ def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
             yield path, path.relative_to(folder).as_posix()
 
 
-def _size(st: os.stat_result) -> int:
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+def _lstat(path: Path) -> os.stat_result | None:
+    """``lstat``, or None when the entry vanished since it was listed (a running sync or
+    huggingface_hub renames and removes its temp files at any time)."""
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot inspect: {exc.strerror}", where=str(path)) from exc
+
+
+def _size(st: os.stat_result | None) -> int:
+    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
 
 
 def _du(folder: Path) -> int:
-    return sum(_size(p.lstat()) for p, _ in _walk(folder))
+    return sum(_size(_lstat(p)) for p, _ in _walk(folder))
 
 
 def _rel(path: Path, root: Path) -> str:

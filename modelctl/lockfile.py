@@ -17,6 +17,7 @@ from modelctl.atomic import atomic_write
 from modelctl.digest import Digest
 from modelctl.errors import LockfileError, StorageError
 from modelctl.paths import check_relpath
+from modelctl.safeio import same_text
 from modelctl.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
 from modelctl.yamldoc import load_yaml, read_text, validate
 
@@ -156,7 +157,7 @@ def write(path: Path, lock: Lock) -> bool:
     """Write atomically; returns False (and leaves the file alone) when nothing changed."""
     text = render(lock)
     try:
-        if path.exists() and path.read_text(encoding="utf-8") == text:
+        if same_text(path, text):
             return False
         # 0666 minus the umask (see modelctl.atomic): a runtime running as another user
         # (a Docker stage as `nobody`) must be able to read the lock.

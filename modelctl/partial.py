@@ -30,7 +30,7 @@ from typing import Final
 from modelctl.digest import Digest, Hasher, new_hasher
 from modelctl.errors import UnsafePathError
 from modelctl.filelock import Cancelled
-from modelctl.paths import storage_error
+from modelctl.paths import in_folder, storage_error
 from modelctl.record import FileStamp, Record, write_record
 
 CHUNK: Final = 8 * 1024 * 1024
@@ -105,8 +105,7 @@ class PartialFile:
 
     def _open(self, opener: _Opener) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = opener(self.path)
+            self.fd = in_folder(self.path, lambda: opener(self.path))
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise UnsafePathError(
@@ -134,9 +133,9 @@ class PartialFile:
         self.offset = pos
         os.lseek(self.fd, pos, os.SEEK_SET)
 
-    def _new_hashers(self) -> dict[str, Hasher]:
+    def _new_hashers(self, size: int | None = None) -> dict[str, Hasher]:
         algo = self.digest.algorithm
-        hashers = {algo: new_hasher(algo, self.size)}
+        hashers = {algo: new_hasher(algo, self.size if size is None else size)}
         if self.blake3:
             hashers["blake3"] = new_hasher("blake3")
         return hashers
@@ -158,6 +157,10 @@ class PartialFile:
     def hash(self, data: memoryview | bytes) -> None:
         """Hash the next bytes; always before :meth:`write` of the same bytes."""
         if not self.hashers:
+            if self.size is None and self.digest.algorithm == "gitsha1":
+                # A git blob id starts with the size, which neither the lock nor the
+                # server told: the bytes are hashed from the file once they are all there.
+                return
             self.hashers = self._new_hashers()
         for h in self.hashers.values():
             h.update(data)
@@ -207,7 +210,7 @@ class PartialFile:
                 actual=f"{self.offset} bytes",
             )
         if not self.hashers:
-            self.hashers = self._new_hashers()
+            self.hashers = self._hash_written()
         algo = self.digest.algorithm
         actual = Digest(algo, self.hashers[algo].hexdigest())
         if actual != self.digest:
@@ -218,6 +221,22 @@ class PartialFile:
             )
         b3 = self.hashers.get("blake3")
         return actual, Digest("blake3", b3.hexdigest()) if b3 is not None else None
+
+    def _hash_written(self) -> dict[str, Hasher]:
+        """Hashers fed with the ``offset`` bytes written so far, read back from the file."""
+        hashers = self._new_hashers(self.offset)
+        pos = 0
+        try:
+            while pos < self.offset:
+                data = os.pread(self.fd, min(CHUNK, self.offset - pos), pos)
+                if not data:
+                    break
+                for h in hashers.values():
+                    h.update(data)
+                pos += len(data)
+        except OSError as exc:
+            raise storage_error("cannot read the download back", self.path, exc) from exc
+        return hashers
 
     def commit(self, content: Path, record_path: Path) -> Digest:
         """Verify, rename onto ``content`` and record it; returns the matched digest."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from modelctl.errors import InputError, StorageError, UnsafePathError
 
 MAX_PATH_CHARS = 1024  # the lockfile schema's bound
 MAX_NAME_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs, tmpfs, overlayfs
+T = TypeVar("T")
 
 
 def check_relpath(path: str, *, where: str, error: type[InputError] = UnsafePathError) -> str:
@@ -116,3 +119,19 @@ def storage_error(message: str, path: Path, exc: OSError) -> StorageError:
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "check the permissions of the folder, or pass --target DIR"
     return StorageError(f"{message}: {exc.strerror or exc}", where=str(path), hint=hint)
+
+
+def in_folder(path: Path, make: Callable[[], T], tries: int = 5) -> T:
+    """Create ``path``'s folder, then ``make()`` the entry in it.
+
+    ``modelctl gc --delete`` removes empty folders of a tree while a sync may run: one made
+    here can vanish before ``make`` writes into it (FileNotFoundError), so it is made again.
+    """
+    for attempt in range(tries):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return make()
+        except FileNotFoundError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -18,6 +18,7 @@ hashes what no record vouches for (and writes a fresh record when it matches).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from modelctl.record import (
     read_record,
     write_record,
 )
+from modelctl.safeio import kind
 from modelctl.store import Store
 from modelctl.types import FileRef
 
@@ -69,6 +71,10 @@ def look(path: Path, digest: Digest, size: int | None, record_path: Path) -> Pre
         st = path.stat()
     except OSError as exc:
         return Presence("missing", path, error=exc)
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO, device or folder is no locked content, whatever its size says (and
+        # reading it could block or never end): sync replaces it, verify refuses it.
+        return Presence("wrong-size", path, st)
     if size is not None and st.st_size != size:
         return Presence("wrong-size", path, st)
     record = read_record(record_path)
@@ -118,6 +124,9 @@ def check_local(
             return LocalCheck("missing", "")
         raise _unreadable(path, seen.error)
     if seen.state == "wrong-size":
+        assert seen.stat is not None
+        if not stat.S_ISREG(seen.stat.st_mode):
+            return LocalCheck("wrong-size", "", kind(seen.stat.st_mode))
         return LocalCheck("wrong-size", "", f"{seen.size} bytes")
     if seen.state == "verified" and not full:
         return LocalCheck("ok", "record")

@@ -23,7 +23,8 @@ from typing import Final
 
 from modelctl.atomic import atomic_write
 from modelctl.digest import Digest, Hasher, new_hasher
-from modelctl.paths import storage_error
+from modelctl.paths import in_folder, storage_error
+from modelctl.safeio import RECORD_MAX, open_regular, read_bounded
 
 RECORD_VERSION: Final = 1
 HASH_CHUNK: Final = 8 * 1024 * 1024
@@ -66,7 +67,8 @@ class Record:
 def read_record(path: Path) -> Record | None:
     """The record at ``path``, or None if there is none or it cannot be understood."""
     try:
-        data = json.loads(path.read_bytes())
+        # No FIFO, device or huge file: a record is a few hundred bytes of our own.
+        data = json.loads(read_bounded(path, RECORD_MAX, follow=False))
         if data.get("version") != RECORD_VERSION:
             return None
         blake3 = Digest.parse(data["blake3"]) if data.get("blake3") else None
@@ -74,7 +76,7 @@ def read_record(path: Path) -> Record | None:
         return Record(Digest.parse(data["digest"]), stamp, blake3)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         # A damaged record only costs one re-hash: treat it as absent.
         return None
 
@@ -83,8 +85,9 @@ def write_record(path: Path, record: Record) -> None:
     """Write atomically: concurrent writers of the same record each replace it whole."""
     data = json.dumps(record.to_json(), sort_keys=True).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)  # 0o666 minus the umask: a shared cache's group reads it
+        # 0o666 minus the umask: a shared cache's group reads it. in_folder: gc may
+        # remove an empty folder between the mkdir and the write.
+        in_folder(path, lambda: atomic_write(path, data))
     except OSError as exc:
         raise storage_error("cannot write a verification record", path, exc) from exc
 
@@ -104,7 +107,7 @@ def hash_file(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Dig
     hashers: dict[str, Hasher] = {a: new_hasher(a, size) for a in dict.fromkeys(algorithms)}
     buf = bytearray(HASH_CHUNK)
     view = memoryview(buf)
-    with path.open("rb", buffering=0) as f:
+    with os.fdopen(open_regular(path), "rb", buffering=0) as f:
         while n := f.readinto(buf):
             for h in hashers.values():
                 h.update(view[:n])

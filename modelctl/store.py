@@ -34,6 +34,7 @@ from typing import Final, Protocol
 from modelctl.atomic import atomic_write
 from modelctl.errors import UnsafePathError
 from modelctl.paths import refuse_symlinks, safe_join, storage_error
+from modelctl.safeio import same_text
 from modelctl.types import FileRef, is_commit
 
 META_DIR: Final = ".modelctl"
@@ -213,7 +214,7 @@ def check_writable(store: Store, refs: Iterable[FileRef]) -> None:
 def write_small_file(path: Path, text: str) -> None:
     """Write ``text`` atomically, and only when it differs from what is there."""
     try:
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
+        if same_text(path, text):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, text.encode("utf-8"))

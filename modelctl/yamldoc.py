@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from modelctl.errors import InputError
+from modelctl.safeio import read_text_bounded
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _check_expanded_size(root: yaml.Node | None, source: str, error: type[InputE
 
 def read_text(path: Path, error: type[InputError], what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text_bounded(path)
     except FileNotFoundError as exc:
         raise error(
             f"{what} not found", where=str(path), hint=f"create {path.name} or pass its path"

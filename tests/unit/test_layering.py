@@ -16,6 +16,7 @@ PKG = Path(__file__).resolve().parents[2] / "modelctl"
 # listed here (equal only where noted by the same number and no cycle).
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "safeio": 1,
     "digest": 1,
     "retry": 1,
     "huberrors": 1,
