@@ -25,6 +25,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from modelctl.store import META_DIR, HfCacheStore, Store, TargetStore, repo_fold
 from modelctl.types import FileRef, Lock
 
 DEFAULT_PARTIAL_AGE_S: Final = 24 * 3600.0
+EMPTY_DIR_AGE_S: Final = 60.0  # an empty folder this young may be one a sync just made
 REPO_PREFIXES: Final = ("models--", "datasets--", "spaces--")
 
 
@@ -271,6 +273,7 @@ def collect(plan: GcPlan) -> GcResult:
     root = plan.location
     deleted: list[Garbage] = []
     skipped: list[Garbage] = []
+    emptied: set[Path] = set()  # folders this run deleted something in
     for item in plan.items:
         with _writer_lock(item.lock_file) as free:
             if not free:
@@ -282,19 +285,23 @@ def collect(plan: GcPlan) -> GcResult:
             elif outcome == "deleted":
                 for extra in item.extra:
                     _remove(root, extra)
+                    emptied.add(extra.parent)
+                emptied.add(item.path.parent)
                 deleted.append(item)
     links = 0
-    # Only folders that deleting files can leave empty are tidied: an empty folder
-    # elsewhere may be one a running sync has just made for its next file (and sync
-    # makes a folder again if one it made vanishes before it wrote into it).
+    # Only folders that deleting files can leave empty are tidied, and of those only the
+    # ones this run emptied or older than EMPTY_DIR_AGE_S: a young empty folder may be one
+    # a running sync has just made for its next file (and sync makes a folder again if
+    # one it made vanishes before it wrote into it).
+    tidy = _Tidy(root, emptied, time.time())
     for name in plan.scanned:
         folder = root / name
         if plan.layout == "hf-cache":
-            links += _remove_broken_links(root, folder / "snapshots")
-            _remove_empty_dirs(root, folder / "snapshots", keep_root=True)
+            links += _remove_broken_links(root, folder / "snapshots", emptied)
+            tidy.empty_dirs(folder / "snapshots", keep_root=True)
         else:
-            _remove_empty_dirs(root, folder, keep_root=True)
-            _remove_empty_dirs(root, root / META_DIR / "verified" / name, keep_root=False)
+            tidy.empty_dirs(folder, keep_root=True)
+            tidy.empty_dirs(root / META_DIR / "verified" / name, keep_root=False)
     return GcResult(tuple(deleted), tuple(skipped), links)
 
 
@@ -397,29 +404,43 @@ def _parent_fd(root: Path, path: Path) -> Iterator[tuple[int, str]]:
         os.close(fd)
 
 
-def _remove_broken_links(root: Path, folder: Path) -> int:
+def _remove_broken_links(root: Path, folder: Path, emptied: set[Path]) -> int:
     removed = 0
     for path, _ in _walk(folder):
         if path.is_symlink() and not path.exists() and _remove(root, path) == "deleted":
+            emptied.add(path.parent)
             removed += 1
     return removed
 
 
-def _remove_empty_dirs(root: Path, folder: Path, *, keep_root: bool) -> None:
-    if not folder.is_dir() or folder.is_symlink():
-        return
-    for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
-        if keep_root and Path(dirpath) == folder:
-            continue
-        try:
-            with _parent_fd(root, Path(dirpath)) as (dirfd, name):
-                os.rmdir(name, dir_fd=dirfd)
-        except _Refused:
-            continue
-        except OSError as exc:
-            # Not empty (or in use, or gone): it stays. Anything else is a real problem.
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY, errno.ENOENT):
-                raise StorageError(f"cannot delete: {exc.strerror}", where=dirpath) from exc
+@dataclass
+class _Tidy:
+    root: Path
+    emptied: set[Path]  # grows as folders are removed: their parents were emptied too
+    now: float
+
+    def empty_dirs(self, folder: Path, *, keep_root: bool) -> None:
+        if not folder.is_dir() or folder.is_symlink():
+            return
+        for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
+            path = Path(dirpath)
+            if keep_root and path == folder:
+                continue
+            if path not in self.emptied:
+                st = _lstat(path)
+                if st is None or self.now - st.st_mtime < EMPTY_DIR_AGE_S:
+                    continue
+            try:
+                with _parent_fd(self.root, path) as (dirfd, name):
+                    os.rmdir(name, dir_fd=dirfd)
+            except _Refused:
+                continue
+            except OSError as exc:
+                # Not empty (or in use, or gone): it stays. Anything else is a real problem.
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY, errno.ENOENT):
+                    raise StorageError(f"cannot delete: {exc.strerror}", where=dirpath) from exc
+                continue
+            self.emptied.add(path.parent)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -33,7 +33,7 @@ from typing import Final, Protocol
 
 from modelctl.atomic import atomic_write
 from modelctl.errors import UnsafePathError
-from modelctl.paths import refuse_symlinks, safe_join, storage_error
+from modelctl.paths import in_folder, refuse_symlinks, safe_join, storage_error
 from modelctl.safeio import same_text
 from modelctl.types import FileRef, is_commit
 
@@ -114,11 +114,10 @@ class HfCacheStore:
         except OSError:
             pass  # missing, or not a symlink: (re)create it below
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
             try:
                 # The usual case, a missing link, needs no temporary name: a process
                 # killed here leaves no stray link in the snapshot for other tools to list.
-                os.symlink(rel, final)
+                in_folder(final, lambda: os.symlink(rel, final))
                 return
             except FileExistsError:
                 pass  # a wrong entry, or one just made by another process: swap in below
@@ -216,7 +215,6 @@ def write_small_file(path: Path, text: str) -> None:
     try:
         if same_text(path, text):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, text.encode("utf-8"))
+        in_folder(path, lambda: atomic_write(path, text.encode("utf-8")))
     except OSError as exc:
         raise storage_error(f"cannot write {path.name}", path, exc) from exc
