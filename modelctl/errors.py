@@ -23,7 +23,9 @@ Lower-layer exceptions are translated at the boundary with ``raise X(...) from e
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from collections.abc import Iterable
+from typing import ClassVar, Final
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -32,6 +34,22 @@ EXIT_NETWORK = 3
 EXIT_INTEGRITY = 4
 EXIT_STORAGE = 5
 EXIT_INTERRUPTED = 130
+
+_URL_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+REDACTED: Final = "***"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` fit to show: the ``user:password@`` of every URL in it (an endpoint such
+    as ``https://user:pw@mirror``) and each of ``secrets`` (tokens) replaced by ***.
+
+    The one redaction helper: every error's :meth:`ModelctlError.render` applies it, and
+    the CLI adds the token it was given, so a server that echoes the token into a
+    redirect or an error never gets it printed."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
 
 
 class ModelctlError(Exception):
@@ -69,7 +87,7 @@ class ModelctlError(Exception):
             lines.append(f"  actual:   {self.actual}")
         if self.hint:
             lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines)
+        return redact("\n".join(lines))
 
     def __str__(self) -> str:
         return self.render()

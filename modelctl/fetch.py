@@ -36,11 +36,8 @@ from typing import Final
 
 import huggingface_hub as hf
 
-# Public API, but re-exported without __all__, which mypy --strict does not accept.
-from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
-
 from modelctl.digest import Digest
-from modelctl.errors import AuthError, IntegrityError, NetworkError, ResolveError
+from modelctl.errors import AuthError, IntegrityError, NetworkError, ResolveError, redact
 from modelctl.filelock import Cancelled, exclusive
 from modelctl.http import (
     TRANSPORT_ERRORS,
@@ -63,6 +60,7 @@ from modelctl.retry import (
     ServerWait,
     server_wait,
 )
+from modelctl.settings import request_headers
 from modelctl.store import Store, check_writable
 from modelctl.types import FileRef
 
@@ -111,9 +109,12 @@ class FetchContext:
         )  # fmt: skip
 
     def headers(self) -> dict[str, str]:
-        # build_hf_headers adds the user agent and, if set, "authorization: Bearer ...".
-        # The token is never logged: errors below show URLs and statuses only.
-        return dict(build_hf_headers(token=self.token or False))
+        # The token is never shown: errors show statuses, and what a server put in them
+        # (a redirect's Location ...) passes through errors.redact first.
+        return request_headers(self.token)
+
+    def describe(self, exc: BaseException) -> str:
+        return redact(describe(exc), (self.token,))
 
     def pause(self, seconds: float) -> None:
         """Sleep, but wake up at once on cancel."""
@@ -348,7 +349,7 @@ class _Download:
         try:
             resp = self.ctx.transport.get(self.ctx.url(self.ref), headers)
         except TRANSPORT_ERRORS as exc:
-            raise _Transient(describe(exc)) from exc
+            raise _Transient(self.ctx.describe(exc)) from exc
         complete = False
         try:
             expected_len = self._accept(resp)
@@ -468,7 +469,7 @@ class _Download:
         try:
             n = resp.readinto(buf)
         except TRANSPORT_ERRORS as exc:
-            raise _Transient(describe(exc)) from exc
+            raise _Transient(self.ctx.describe(exc)) from exc
         # Not part.offset: with a pipeline, it lags behind what was received.
         size = self.part.size
         if size is not None and at + n > size:

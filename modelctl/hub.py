@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
-from urllib.parse import quote, urlsplit
+from typing import NamedTuple, Protocol, TypeVar
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx2
 import huggingface_hub as hf
@@ -53,6 +53,7 @@ from modelctl.retry import (
     ServerWait,
     server_wait,
 )
+from modelctl.settings import request_headers
 from modelctl.types import RepoType
 from modelctl.types import repo_where as where
 
@@ -214,9 +215,7 @@ class HfHubClient:
         repo_type: RepoType,
         tree: bool,
     ) -> tuple[bytes, str | None]:
-        headers = {"user-agent": "modelctl"}
-        if self._token:
-            headers["authorization"] = f"Bearer {self._token}"
+        headers = request_headers(self._token)
         self.requests += 1
         with get_session().stream(
             "GET",
@@ -293,12 +292,10 @@ class HfHubClient:
             repo_id, path, repo_type=repo_type, revision=commit, endpoint=self.endpoint
         )
 
-        def attempt() -> hf.HfFileMetadata:
+        def attempt() -> _HeadMeta:
             self.requests += 1
             try:
-                return hf.get_hf_file_metadata(
-                    url, token=self._token or False, timeout=self._timeout
-                )
+                return self._head(url, here)
             except HUB_ERRORS as exc:
                 error = translate(exc, here, self.endpoint, repo_id, repo_type, self._token)
                 response = getattr(exc, "response", None)
@@ -326,6 +323,35 @@ class HfHubClient:
         digest = Digest.from_etag(meta.etag) if meta.etag else None
         return RemoteFile(path, meta.size, digest)
 
+    def _head(self, url: str, here: str) -> _HeadMeta:
+        """A HEAD as huggingface_hub's get_hf_file_metadata sends it, but with our own
+        headers (settings.request_headers: its header builder may first contact
+        HF_ENDPOINT), following only same-origin redirects (the Hub's redirect to its
+        file storage carries the X-Linked-* headers, which win over ETag/Content-Length).
+        HTTP errors are raised as huggingface_hub raises them."""
+        headers = {**request_headers(self._token), "Accept-Encoding": "identity"}
+        session = get_session()
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = session.head(url, headers=headers, timeout=self._timeout, follow_redirects=False)
+            location = resp.headers.get("Location")
+            if resp.is_redirect and location:
+                target = urljoin(url, location)
+                if _origin(target) == _origin(url):
+                    url = target
+                    continue
+            hf_raise_for_status(resp)
+            size = resp.headers.get("X-Linked-Size") or (
+                None if resp.is_redirect else resp.headers.get("Content-Length")
+            )
+            return _HeadMeta(
+                _int_or_none(size), resp.headers.get("X-Linked-Etag") or resp.headers.get("ETag")
+            )
+        raise HubResponseError(
+            f"more than {_MAX_REDIRECTS} redirects for a file's metadata",
+            where=here,
+            hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+        )
+
     def _refuse_offline(self, repo_id: str, repo_type: str, revision: str) -> None:
         if self._offline:
             raise OfflineError(
@@ -333,6 +359,21 @@ class HfHubClient:
                 where=where(repo_id, repo_type, revision),
                 hint="run without --offline / HF_HUB_OFFLINE=1, or use an existing lockfile",
             )
+
+
+class _HeadMeta(NamedTuple):
+    size: int | None
+    etag: str | None
+
+
+_MAX_REDIRECTS = 10
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelctl import __version__
 from modelctl.errors import InputError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -114,6 +115,28 @@ def hf_cache_dir(env: Mapping[str, str]) -> Path:
     if env.get("HF_HUB_CACHE"):
         return Path(env["HF_HUB_CACHE"]).expanduser()
     return hf_home(env) / "hub"
+
+
+def token_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Every token the environment holds or names (the token file too): never to be
+    shown (see errors.redact)."""
+    found = [t for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if (t := _clean_token(env.get(k)))]
+    try:
+        token, _ = resolve_token(env)
+    except InputError:  # an unreadable token file holds nothing we could show
+        token = None
+    return tuple(dict.fromkeys([*found, *([token] if token else [])]))
+
+
+def request_headers(token: str | None) -> dict[str, str]:
+    """What every request modelctl sends to the endpoint carries: its user agent and,
+    with a token, ``authorization``. Built here, not by huggingface_hub's
+    ``build_hf_headers``, which may first GET ``<HF_ENDPOINT>/api/agent-harnesses``: a
+    host the manifest's ``endpoint:`` did not name."""
+    headers = {"user-agent": f"modelctl/{__version__}"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
 
 
 def from_env(

@@ -13,12 +13,12 @@ import click
 from modelctl import __version__, locking, project
 from modelctl.cli.format import plan_table, tell_wait
 from modelctl.cli.options import asset_option, detail, emit_json, json_option, note
-from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError
+from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError, redact
 from modelctl.oci.auth import find_credentials
 from modelctl.oci.reference import Reference
 from modelctl.oci.registry import Registry, RegistryOptions
 from modelctl.plan import make_plan
-from modelctl.settings import Settings, from_env
+from modelctl.settings import Settings, from_env, token_values
 from modelctl.types import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -247,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=args, prog_name="modelctl", standalone_mode=False)
     except ModelctlError as exc:
-        click.echo(exc.render(), err=True)
+        secrets = token_values(os.environ)
+        click.echo(redact(exc.render(), secrets), err=True)
         if _verbose(args) and exc.__cause__ is not None:
             cause = exc.__cause__
-            click.echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
+            click.echo(redact(f"  caused by: {type(cause).__name__}: {cause}", secrets), err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

@@ -106,6 +106,9 @@ class Faults:
     gzip_text: bool = False
     # Content GETs wait this long before the status line (slow storage, caching proxies).
     header_delay_s: float | None = None
+    # GETs on /resolve/ answer 302 to this prefix + the request's Authorization header,
+    # as a server would that tries to have the token shown or sent elsewhere.
+    echo_auth_location: str | None = None
     # Restrict every fault to these repo paths (None = all paths).
     paths: set[str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)

@@ -336,6 +336,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "GET":
             self._maybe_injected_status(entry.path)
         headers = [("X-Repo-Commit", snap.commit), ("ETag", f'"{entry.oid}"')]
+        echo = faults.echo_auth_location
+        if echo is not None and self.command == "GET" and faults.should_apply(entry.path):
+            auth = self.headers.get("Authorization") or ""
+            self._send_empty(302, [*headers, ("Location", echo + auth.replace(" ", "%20"))])
+            return
         if entry.lfs:
             linked_size = faults.linked_size or str(entry.size)
             headers += [("X-Linked-Etag", f'"{entry.oid}"'), ("X-Linked-Size", linked_size)]
