@@ -14,6 +14,7 @@ is then hashed again), since a record is a cache and never a source of truth.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterable
@@ -81,21 +82,49 @@ def read_record(path: Path) -> Record | None:
         return None
 
 
+# Why a record may not be writable where the content is readable: a read-only cache
+# (a mounted volume, an image layer) or one owned by another user.
+_CANNOT_WRITE: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def remember(path: Path, record: Record) -> bool:
+    """Write a record if the disk lets us; False when it is read-only or not ours.
+
+    For checks of content that is already in place (verify, sync's "already there"): a
+    record only saves a later re-hash, so failing to write one must not fail the check.
+    """
+    try:
+        _write(path, record)
+    except OSError as exc:
+        if exc.errno in _CANNOT_WRITE:
+            return False
+        raise storage_error("cannot write a verification record", path, exc) from exc
+    return True
+
+
 def write_record(path: Path, record: Record) -> None:
     """Write atomically: concurrent writers of the same record each replace it whole."""
-    data = json.dumps(record.to_json(), sort_keys=True).encode()
     try:
-        # 0o666 minus the umask: a shared cache's group reads it. in_folder: gc may
-        # remove an empty folder between the mkdir and the write.
-        in_folder(path, lambda: atomic_write(path, data))
+        _write(path, record)
     except OSError as exc:
         raise storage_error("cannot write a verification record", path, exc) from exc
 
 
+def _write(path: Path, record: Record) -> None:
+    data = json.dumps(record.to_json(), sort_keys=True).encode()
+    # 0o666 minus the umask: a shared cache's group reads it. in_folder: gc may remove an
+    # empty folder between the mkdir and the write.
+    in_folder(path, lambda: atomic_write(path, data))
+
+
 def drop_record(path: Path) -> None:
+    """Remove a record that no longer vouches for its file (on a read-only cache it
+    stays: it names another file version, so it vouches for nothing)."""
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
+        if exc.errno in _CANNOT_WRITE:
+            return
         raise storage_error("cannot remove a stale verification record", path, exc) from exc
 
 

@@ -49,7 +49,9 @@ def test_lock_and_sync_contact_only_the_manifest_endpoint(
     write_repo(hub_root, "org/e", REPO)
     local_hub.faults.set(omit_metadata=omit_metadata)
     manifest = tmp_path / "modelctl.yaml"
-    manifest.write_text(f'endpoint: "{local_hub.url}"\nassets:\n  e:\n    repo: org/e\n    files: [\"*\"]\n')
+    manifest.write_text(
+        f'endpoint: "{local_hub.url}"\nassets:\n  e:\n    repo: org/e\n    files: ["*"]\n'
+    )
     (tmp_path / "elsewhere").mkdir()
     with LocalHub(tmp_path / "elsewhere") as elsewhere:
         env = cli_env(hf_env.parent)
@@ -87,7 +89,7 @@ def test_a_token_echoed_into_a_redirect_is_never_printed(
 
 def test_an_endpoint_password_is_redacted_in_every_message(tmp_path: Path, hf_env: Path) -> None:
     manifest = tmp_path / "modelctl.yaml"
-    manifest.write_text("assets:\n  e:\n    repo: org/e\n    files: [\"*\"]\n")
+    manifest.write_text('assets:\n  e:\n    repo: org/e\n    files: ["*"]\n')
     env = cli_env(hf_env.parent)
     # Nothing listens there: the lock fails with a network error naming the endpoint.
     env["HF_ENDPOINT"] = "http://alice:pa55word@127.0.0.1:9"

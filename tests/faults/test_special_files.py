@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from modelctl.runtime import open_lock
 from modelctl.safeio import NotRegularFile, TooLarge, read_bounded
 from modelctl.store import HfCacheStore, TargetStore
 from tests.fault_report import REPORT
-from tests.faults.common import Project, audit, blob, cli_env, make_project
+from tests.faults.common import Project, audit, blob, cli_env, make_project, run_cli
 
 pytestmark = pytest.mark.faults
 
@@ -188,3 +189,59 @@ def test_read_bounded_refuses_what_is_no_small_regular_file(tmp_path: Path) -> N
     assert read_bounded(big, 101) == b"x" * 101
     with pytest.raises(OSError):
         read_bounded(dev_zero(tmp_path / "z2"), follow=False)
+
+
+@pytest.fixture
+def read_only_view(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """A read-only bind mount of a folder (a mounted volume, an image layer)."""
+    mounts: list[Path] = []
+
+    def view(src: Path) -> Path:
+        dst = tmp_path / f"ro-{len(mounts)}"
+        dst.mkdir()
+        for cmd in (
+            ["mount", "--bind", str(src), str(dst)],
+            ["mount", "-o", "remount,ro,bind", str(dst)],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                if cmd[1] == "--bind":
+                    dst.rmdir()
+                else:
+                    mounts.append(dst)
+                pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
+        mounts.append(dst)
+        return dst
+
+    yield view
+    for dst in reversed(mounts):
+        subprocess.run(["umount", str(dst)], check=False)
+
+
+@pytest.mark.parametrize("layout", ["target", "hf-cache"])
+def test_verify_on_a_read_only_store_with_a_record_missing_succeeds(
+    tmp_path: Path,
+    project: Project,
+    read_only_view: Callable[[Path], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    layout: str,
+) -> None:
+    """Records are an optimisation: verify hashes the file and cannot write its record."""
+    target = tmp_path / "out"
+    hf_cache = Path(os.environ["HF_HOME"]) / "hub"
+    where = ("--target", str(target)) if layout == "target" else ()
+    lock = ("--lockfile", str(project.lock_path))
+    code, _, err = run_cli(capsys, "sync", "-q", "--frozen", *lock, *where)
+    assert code == 0, err
+    store = TargetStore(target) if layout == "target" else HfCacheStore(hf_cache)
+    store.record_path(project.ref("weights.bin")).unlink()
+    if layout == "target":
+        where = ("--target", str(read_only_view(target)))
+    else:
+        monkeypatch.setenv("HF_HUB_CACHE", str(read_only_view(hf_cache)))
+    REPORT.add("bad_inputs")
+    for args in (("verify",), ("verify", "--full"), ("status",)):
+        code, out, err = run_cli(capsys, *args, *lock, *where)
+        assert code == 0, err
+        assert "Traceback" not in out + err
