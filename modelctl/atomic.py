@@ -19,24 +19,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from modelctl.safeio import fsync_dir, fsync_file
+
 FILE_MODE: Final = 0o666  # before the umask
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
-    """A binary file to write; it appears at ``path`` whole when the block ends."""
+def atomic_file(path: Path, mode: int = FILE_MODE, *, durable: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write; it appears at ``path`` whole when the block ends.
+
+    ``durable``: the content is fsynced before the rename and the folder after it, so a
+    power loss leaves the old file or the new one, never a renamed-but-empty file.
+    """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
+            if durable:
+                f.flush()
+                fsync_file(f.fileno())
         os.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write ``data`` to ``path`` atomically (see the module docstring)."""
-    with atomic_file(path, mode) as f:
+def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring and atomic_file)."""
+    with atomic_file(path, mode, durable=durable) as f:
         f.write(data)

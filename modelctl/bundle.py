@@ -19,6 +19,7 @@ bundle); what two locks differ in is said here, for it and for OCI pulls.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -30,16 +31,16 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from modelctl import __version__, lockfile
-from modelctl.atomic import atomic_file
 from modelctl.digest import Digest, new_hasher
 from modelctl.errors import (
     InputError,
     StorageError,
     VerificationError,
 )
-from modelctl.paths import check_relpath
+from modelctl.partial import open_own_file
+from modelctl.paths import check_relpath, in_folder
 from modelctl.presence import presence
-from modelctl.safeio import open_regular
+from modelctl.safeio import fsync_dir, fsync_file, open_regular
 from modelctl.store import Store
 from modelctl.types import FileRef, Lock
 
@@ -225,15 +226,38 @@ def write_bundle(lock: Lock, store: Store, out: Path) -> BundleWritten:
     sources: dict[str, FileRef] = {}
     for ref in refs:
         sources.setdefault(member_name(ref.digest), ref)
+    # One temp name per bundle, reused: a run killed while writing leaves a file the next
+    # run to the same OUT takes over (never one more per kill). Its flock, held while it
+    # is written, keeps two runs from writing it at once. 0666 minus the umask (as
+    # modelctl.atomic): a bundle is meant to be copied and shared.
+    tmp = out.with_name(f".{out.name}.modelctl-partial")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # A temp file beside OUT, renamed when complete; 0666 minus the umask, since a
-        # bundle is meant to be copied and shared (see modelctl.atomic).
-        with atomic_file(out) as raw:
-            content = _write_tar(raw, lock, index, sources, store)
-        size = out.stat().st_size
+        fd = in_folder(tmp, lambda: open_own_file(tmp))
     except OSError as exc:
-        raise StorageError(f"cannot write the bundle: {exc.strerror}", where=str(out)) from exc
+        raise StorageError(f"cannot create the bundle: {exc.strerror}", where=str(out)) from exc
+    with os.fdopen(fd, "wb") as raw:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StorageError(
+                "another modelctl bundle is writing this file",
+                where=str(out),
+                hint="wait for it to finish, or write the bundle elsewhere",
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            content = _write_tar(raw, lock, index, sources, store)
+            raw.flush()
+            fsync_file(fd)  # a bundle renamed into place is complete, even after a crash
+            os.replace(tmp, out)  # while the flock is held
+            fsync_dir(out.parent)
+            size = out.stat().st_size
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write the bundle: {exc.strerror}", where=str(out)) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return BundleWritten(out, index.lock_sha256, len(refs), len(sources), content, size)
 
 

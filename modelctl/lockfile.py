@@ -160,8 +160,9 @@ def write(path: Path, lock: Lock) -> bool:
         if same_text(path, text):
             return False
         # 0666 minus the umask (see modelctl.atomic): a runtime running as another user
-        # (a Docker stage as `nobody`) must be able to read the lock.
-        atomic_write(path, text.encode("utf-8"))
+        # (a Docker stage as `nobody`) must be able to read the lock. Durable: a crash
+        # leaves the old lock or the new one, never an empty file.
+        atomic_write(path, text.encode("utf-8"), durable=True)
     except OSError as exc:
         raise StorageError(f"cannot write the lockfile: {exc.strerror}", where=str(path)) from exc
     return True
