@@ -1,10 +1,11 @@
 """Atomic whole-file writes: a temp file beside the target, then ``os.replace``.
 
-Every file modelctl writes whole goes through here: lockfiles, verification records,
-bundles, ``refs/<branch>``. (Synced files are written by :mod:`modelctl.partial`, with
-the same mode.) The temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode
-0o666 minus the umask (0644 under the usual umask 022), like any file a user writes:
-never mkstemp's 0600, which kept ``modelctl.lock`` from a runtime running as another
+Every small file modelctl writes whole goes through here: lockfiles, verification
+records, ``refs/<branch>``. (Synced files are written by :mod:`modelctl.partial`, and
+bundles by :mod:`modelctl.bundle` under one reusable temp name, both with the same
+mode.) The temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0o666
+minus the umask (0644 under the usual umask 022), like any file a user writes: never
+mkstemp's 0600, which kept ``modelctl.lock`` from a runtime running as another
 user (a Docker stage as ``nobody``). A failure removes the temp file; a process killed
 in between leaves ``.<name>.<random>.tmp``, which ``modelctl gc`` removes once it is old.
 Errors are OSError: each caller names what it was writing.
