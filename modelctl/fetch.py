@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import huggingface_hub as hf
@@ -60,7 +60,7 @@ from modelctl.retry import (
     ServerWait,
     server_wait,
 )
-from modelctl.settings import request_headers
+from modelctl.settings import DEFAULT_LIMITS, Limits, request_headers
 from modelctl.store import Store, check_writable
 from modelctl.types import FileRef
 
@@ -101,6 +101,23 @@ class FetchContext:
         "retry later; if it persists the Hub content or the lock is wrong "
         "(`modelctl lock --upgrade` re-reads it)"
     )
+    limits: Limits = DEFAULT_LIMITS
+    # time.monotonic() past which every download gives up (from limits.deadline_s).
+    deadline_at: float | None = None
+
+    def starting_now(self) -> FetchContext:
+        """This context with its ``limits.deadline_s`` (if any) counting from now."""
+        if self.limits.deadline_s is None:
+            return self
+        return replace(self, deadline_at=time.monotonic() + self.limits.deadline_s)
+
+    def check_deadline(self, where: str) -> None:
+        if self.deadline_at is not None and time.monotonic() >= self.deadline_at:
+            raise NetworkError(
+                f"the sync's deadline of {self.limits.deadline_s:g} s passed",
+                where=where,
+                hint="run `modelctl sync` again (it resumes), or give it a longer --deadline",
+            )
 
     def url(self, ref: FileRef) -> str:
         return hf.hf_hub_url(
@@ -116,10 +133,13 @@ class FetchContext:
     def describe(self, exc: BaseException) -> str:
         return redact(describe(exc), (self.token,))
 
-    def pause(self, seconds: float) -> None:
-        """Sleep, but wake up at once on cancel."""
+    def pause(self, seconds: float, where: str = "") -> None:
+        """Sleep, but wake up at once on cancel, and give up at the deadline."""
+        if self.deadline_at is not None:
+            seconds = min(seconds, max(self.deadline_at - time.monotonic(), 0.0))
         if self.cancel.wait(seconds):
             raise Cancelled()
+        self.check_deadline(where)
 
 
 @dataclass(frozen=True)
@@ -265,6 +285,7 @@ class _Download:
         self.tracker = tracker
         self.where = self.ref.where()
         self.transferred = 0
+        self._speed = _SpeedCheck(ctx.limits)
         self.part = PartialFile(store.partial_path(self.ref), self.ref.digest, self.ref.size)
 
     # -- the loop ---------------------------------------------------------------------
@@ -322,7 +343,9 @@ class _Download:
             # for `bytes=<size>-` would get a 416 and a download from zero. Verify it.
             return
         backoff = Backoff(self.ctx.policy)
+        min_progress = self.ctx.limits.min_progress
         while True:
+            self.ctx.check_deadline(self.where)
             before = part.offset
             try:
                 self._attempt()
@@ -330,15 +353,17 @@ class _Download:
                     return
                 raise _Transient(f"the answer ended at byte {part.offset} of {part.size}")
             except _Transient as exc:
-                # Only attempts that bring nothing new count toward giving up: a long
-                # download over a flaky link keeps going as long as it advances.
-                if part.offset > before:
+                # Only attempts that bring little new count toward giving up: a long
+                # download over a flaky link keeps going as long as it advances, but "one
+                # byte, then drop" does not reset the count forever.
+                left = part.size - before if part.size is not None else min_progress
+                if part.offset - before >= min(min_progress, max(left, 1)):
                     backoff.progressed()
                 wait = backoff.next(exc.told)
                 if wait is None:
                     raise _gave_up(exc.reason, backoff.failures, self.where) from None
                 self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
-                self.ctx.pause(wait)
+                self.ctx.pause(wait, self.where)
 
     def _attempt(self) -> None:
         """One request, its body streamed into the partial file."""
@@ -425,6 +450,7 @@ class _Download:
     def _stream_serial(self, resp: Response) -> int:
         got = 0
         start = self.part.offset
+        self._speed = _SpeedCheck(self.ctx.limits)
         buf = memoryview(bytearray(self.ctx.chunk_size))
         while True:
             if self.ctx.cancel.is_set():
@@ -448,6 +474,7 @@ class _Download:
         """
         got = 0
         start = self.part.offset
+        self._speed = _SpeedCheck(self.ctx.limits)
         pipe = _Pipeline(self._save, PIPELINE_BUFFERS, self.ctx.chunk_size, self.where)
         try:
             while True:
@@ -470,8 +497,19 @@ class _Download:
             n = resp.readinto(buf)
         except TRANSPORT_ERRORS as exc:
             raise _Transient(self.ctx.describe(exc)) from exc
+        self._speed.add(n)
+        self.ctx.check_deadline(self.where)
         # Not part.offset: with a pipeline, it lags behind what was received.
         size = self.part.size
+        cap = self.ctx.limits.unknown_size_max
+        if size is None and at + n > cap:
+            raise NetworkError(
+                f"{self.ctx.server} sent more than {cap} bytes for a file locked without a size",
+                where=self.where,
+                expected=f"at most {cap} bytes (no size in the lock, none announced)",
+                actual=f"more than {cap} bytes",
+                hint="lock it again from a Hub that reports sizes (`modelctl lock --upgrade`)",
+            )
         if size is not None and at + n > size:
             raise Mismatch(
                 f"{self.ctx.server} sent more bytes than the locked size",
@@ -507,6 +545,33 @@ def _gave_up(reason: str, attempts: int, where: str) -> NetworkError:
     return NetworkError(
         f"download failed after {attempts} attempts ({reason})", where=where, hint=hint
     )
+
+
+class _SpeedCheck:
+    """curl's --speed-limit / --speed-time for one response body: slower than
+    ``low_speed_bps`` on average over ``low_speed_s`` is a transient failure (the
+    download resumes from where it stopped, on a new connection)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._bps = limits.low_speed_bps
+        self._window = limits.low_speed_s
+        self._since = time.monotonic()
+        self._bytes = 0
+
+    def add(self, n: int) -> None:
+        if self._bps <= 0:
+            return
+        self._bytes += n
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed < self._window:
+            return
+        if self._bytes < self._bps * elapsed:
+            raise _Transient(
+                f"slower than {self._bps} bytes/s for {self._window:g} s "
+                f"({self._bytes} bytes in {elapsed:.1f} s)"
+            )
+        self._since, self._bytes = now, 0
 
 
 def _close_pipeline(pipe: _Pipeline, failure: BaseException | None) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import socket
 import ssl
 import threading
 import urllib.request
@@ -65,14 +66,19 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class Timeouts:
-    connect_s: float = 10.0  # to connect, and then to receive the answer's headers
+    connect_s: float = 10.0  # to connect, and then to receive each part of the headers
     read_s: float = 60.0  # a stalled socket read fails after this, and is retried
+    # The status line and headers in total (settings.Limits.headers_s): the per-read
+    # timeout restarts with every byte, so a trickle would extend it forever.
+    headers_s: float = 60.0
 
     @classmethod
-    def for_download(cls, seconds: float) -> Timeouts:
+    def for_download(cls, seconds: float, headers_s: float = 60.0) -> Timeouts:
         """HF_HUB_DOWNLOAD_TIMEOUT (``Settings.download_timeout_s``) as huggingface_hub
         uses it: for the connection and the headers; a body read may stall as long."""
-        return cls(connect_s=seconds, read_s=max(cls.read_s, seconds))
+        return cls(
+            connect_s=seconds, read_s=max(cls.read_s, seconds), headers_s=max(headers_s, seconds)
+        )
 
 
 Origin = tuple[str, str, int]  # scheme, host, port
@@ -253,14 +259,23 @@ class StdlibTransport:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
         while True:
             conn, reused = self._connection(origin)
+            watchdog = _HeaderWatchdog(conn, self._timeouts.headers_s)
             try:
                 conn.request("GET", target, headers=dict(headers))
-                resp = conn.getresponse()
+                with watchdog:
+                    resp = conn.getresponse()
+                if watchdog.fired:
+                    # The shutdown may end the headers early without an error (EOF).
+                    raise http.client.IncompleteRead(b"")
                 if conn.sock is not None:
                     conn.sock.settimeout(self._timeouts.read_s)
                 return resp, conn
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                if watchdog.fired:
+                    raise TimeoutError(
+                        f"no complete answer headers within {self._timeouts.headers_s:g} s"
+                    ) from exc
                 if not reused:
                     raise
                 # A kept-alive connection the server has closed meanwhile: one fresh try.
@@ -275,6 +290,32 @@ class StdlibTransport:
             conn.close()
         else:
             self._pool()[origin] = conn
+
+
+class _HeaderWatchdog:
+    """Shuts the connection down when the answer's headers take longer than ``seconds``
+    in total: the socket timeout alone restarts with every byte, so a server sending a
+    header byte every few seconds would hold the download forever."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self._conn = conn
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self.fired = False
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._conn.sock
+        if sock is not None:
+            # The reader blocked in recv() wakes up with an error; the connection is dropped.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> None:
+        self._timer.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 def _origin(url: str) -> tuple[str, str, int]:

@@ -26,7 +26,8 @@ from modelctl.store import Store
 def transport_for(settings: Settings, proxies: Mapping[str, str]) -> Transport:
     """The download transport: through ``proxies`` (``urllib.request.getproxies()`` names),
     with HF_HUB_DOWNLOAD_TIMEOUT."""
-    return default_transport(proxies, Timeouts.for_download(settings.download_timeout_s))
+    timeouts = Timeouts.for_download(settings.download_timeout_s, settings.limits.headers_s)
+    return default_transport(proxies, timeouts)
 
 
 def policy_for(settings: Settings) -> RetryPolicy:
@@ -65,7 +66,8 @@ class HubSource:
             policy=self.policy if self.policy is not None else policy_for(self.settings),
             record_blake3=self.record_blake3,
             cancel=cancel,
-        )
+            limits=self.settings.limits,
+        ).starting_now()
 
         def one(pf: PlannedFile) -> PlannedFile | None:
             try:

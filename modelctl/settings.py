@@ -7,8 +7,9 @@ Nothing reads the environment at import time; :func:`from_env` is called by the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Final
 
 from modelctl import __version__
 from modelctl.errors import InputError
@@ -20,6 +21,26 @@ DEFAULT_DOWNLOAD_TIMEOUT_S = 10.0
 DEFAULT_ETAG_TIMEOUT_S = 10.0
 # The longest wait a server may ask for before a retry (Retry-After, RateLimit).
 DEFAULT_RETRY_WAIT_MAX_S = 300.0
+
+
+GiB: Final = 1024**3
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a download beyond the socket timeouts (README: "Deadlines, limits,
+    durability"): a server can be slow in ways a per-read timeout never catches (a byte
+    every few seconds, headers that trickle, "one byte then drop" forever)."""
+
+    headers_s: float = 60.0  # status line + headers in total: a trickle cannot extend it
+    low_speed_bps: int = 1024  # a body slower than this on average ...
+    low_speed_s: float = 30.0  # ... for this long is abandoned and resumed (curl -Y / -y)
+    min_progress: int = 64 * 1024  # an attempt that brings less new data is a failure
+    unknown_size_max: int = 64 * GiB  # a file locked without a size is refused past this
+    deadline_s: float | None = None  # all downloads of one sync (--deadline, MODELCTL_DEADLINE)
+
+
+DEFAULT_LIMITS: Final = Limits()
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,7 @@ class Settings:
     metadata_timeout_s: float = DEFAULT_ETAG_TIMEOUT_S
     retry_wait_max_s: float = DEFAULT_RETRY_WAIT_MAX_S  # MODELCTL_RETRY_WAIT_MAX
     token_source: str = "none"  # where the token came from (never the token itself)
+    limits: Limits = DEFAULT_LIMITS
 
     def __repr__(self) -> str:  # never show the token
         return (
@@ -158,4 +180,19 @@ def from_env(
         metadata_timeout_s=_seconds(env, "HF_HUB_ETAG_TIMEOUT", DEFAULT_ETAG_TIMEOUT_S),
         retry_wait_max_s=_seconds(env, "MODELCTL_RETRY_WAIT_MAX", DEFAULT_RETRY_WAIT_MAX_S),
         token_source=token_source,
+        limits=_limits(env, _seconds(env, "HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT_S)),
+    )
+
+
+def _limits(env: Mapping[str, str], download_timeout_s: float) -> Limits:
+    """MODELCTL_DEADLINE; and no header or low-speed bound shorter than the download
+    timeout (users of slow caching proxies raise HF_HUB_DOWNLOAD_TIMEOUT)."""
+    given = env.get("MODELCTL_DEADLINE", "").strip()
+    deadline = _seconds(env, "MODELCTL_DEADLINE", 0.0) if given else None
+    base = DEFAULT_LIMITS
+    return replace(
+        base,
+        headers_s=max(base.headers_s, download_timeout_s),
+        low_speed_s=max(base.low_speed_s, download_timeout_s),
+        deadline_s=deadline,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -129,6 +130,15 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
 )
 @registry_options
 @asset_option
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up (exit 3) when the downloads take longer than this; what was fetched is "
+    "kept. Also MODELCTL_DEADLINE. Default: none. Other limits: a body slower than 1 KiB/s "
+    "for 30 s, or headers not complete in 60 s, is resumed on a new connection; 5 attempts "
+    "in a row that bring less than 64 KiB each end the file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Write progress as NDJSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary line.")
 def sync_cmd(
@@ -144,6 +154,7 @@ def sync_cmd(
     insecure: bool,
     ca_cert: Path | None,
     assets: tuple[str, ...],
+    deadline: float | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -172,6 +183,8 @@ def sync_cmd(
     store = make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet or verbosity() == QUIET))
     # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
+    if deadline is not None:
+        settings = replace(settings, limits=replace(settings.limits, deadline_s=deadline))
     transport = None if settings.offline else transport_for(settings, urllib.request.getproxies())
     if bundle is not None:
         install_bundle(bundle, lock, store, listener=recorder)

@@ -106,6 +106,9 @@ class Faults:
     gzip_text: bool = False
     # Content GETs wait this long before the status line (slow storage, caching proxies).
     header_delay_s: float | None = None
+    # Content GETs send their status line and headers one byte at a time, this many
+    # seconds apart (a socket timeout restarts with every byte: only a total bound ends it).
+    header_byte_delay_s: float | None = None
     # GETs on /resolve/ answer 302 to this prefix + the request's Authorization header,
     # as a server would that tries to have the token shown or sent elsewhere.
     echo_auth_location: str | None = None

@@ -139,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
     _status = 0
     _sent = 0
     _logged: RequestRecord | None = None
+    _header_delay: float | None = None  # trickle the next answer's headers (see Faults)
 
     def version_string(self) -> str:
         return self.server_version
@@ -438,6 +439,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("Content-Range", f"bytes {start}-{last}/{entry.size}"))
         is_get = self.command == "GET"
         plan = self.hub.faults.body_plan(entry.path, entry.size) if is_get else PLAIN
+        faults = self.hub.faults
+        if is_get and faults.header_byte_delay_s is not None and faults.should_apply(entry.path):
+            self._header_delay = faults.header_byte_delay_s
         limit = length if plan.drop_after is None else min(length, plan.drop_after)
         with entry.fs_path.open("rb") as f:  # opened before the headers: a vanished file is a 500
             self._start(206 if byte_range is not None else 200, headers, limit)
@@ -533,7 +537,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
-        self.end_headers()
+        delay = self._header_delay
+        if delay is None:
+            self.end_headers()
+            return
+        self._header_delay = None
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        raw = b"".join(buffered) + b"\r\n"
+        buffered.clear()
+        for i in range(len(raw)):
+            self.wfile.write(raw[i : i + 1])
+            self.wfile.flush()
+            time.sleep(delay)
 
 
 def _accepts_gzip(header: str | None) -> bool:

@@ -66,7 +66,8 @@ def test_timeouts_come_from_huggingface_hub_s_variables() -> None:
     assert (s.download_timeout_s, s.metadata_timeout_s) == (10.0, 10.0)  # its defaults
     s = from_env({"HF_HUB_DOWNLOAD_TIMEOUT": "120", "HF_HUB_ETAG_TIMEOUT": "45"})
     assert (s.download_timeout_s, s.metadata_timeout_s) == (120.0, 45.0)
-    assert Timeouts.for_download(120.0) == Timeouts(connect_s=120.0, read_s=120.0)
+    # ... and the headers may take as long in total (settings.Limits.headers_s, 60 s).
+    assert Timeouts.for_download(120.0) == Timeouts(connect_s=120.0, read_s=120.0, headers_s=120.0)
     assert Timeouts.for_download(10.0) == Timeouts(connect_s=10.0, read_s=60.0)
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(InputError, match="HF_HUB_DOWNLOAD_TIMEOUT"):
