@@ -14,7 +14,7 @@ ROWS = (
         "faults",
         "faults injected (drops, 5xx, 429, slow bodies, wrong bytes, bad redirects, ENOSPC)",
     ),
-    ("kills", "kill -9 of a running sync survived"),
+    ("kills", "kill -9 of a running sync or bundle survived"),
     ("bad_inputs", "bad inputs tried (manifests, lockfiles, paths, tokens)"),
     ("checked", "final files checked against the lock after a fault"),
     ("wrongly_accepted", "files wrongly accepted (must be 0)"),
