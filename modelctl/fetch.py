@@ -153,10 +153,28 @@ class FetchOutcome:
 # --------------------------------------------------------------------------- one file
 
 
-def fetch_file(
+Download = Callable[[PlannedFile, Store, "FetchContext", ProgressTracker], FetchOutcome]
+
+
+def single_download(
     pf: PlannedFile, store: Store, ctx: FetchContext, tracker: ProgressTracker
 ) -> FetchOutcome:
-    """Make ``pf`` present and verified in ``store``; raise a modelctl error if not."""
+    """One stream (``Range: bytes=N-`` to resume) into the partial file; the caller holds
+    the content's lock."""
+    return _Download(pf, store, ctx, tracker).run()
+
+
+def fetch_file(
+    pf: PlannedFile,
+    store: Store,
+    ctx: FetchContext,
+    tracker: ProgressTracker,
+    download: Download = single_download,
+) -> FetchOutcome:
+    """Make ``pf`` present and verified in ``store``; raise a modelctl error if not.
+
+    ``download`` gets the bytes once the lock is held and the file is still missing
+    (:func:`single_download`, or :meth:`modelctl.segments.Segmenter.download`)."""
     ref = pf.ref
     # sync checked every path before it began; checked again right before this file's
     # first write, so a symlink planted meanwhile is refused too.
@@ -170,7 +188,7 @@ def fetch_file(
             tracker.done(pf, ref.digest, 0)
             store.link(ref)
             return FetchOutcome(ref.digest, 0, 0, downloaded=False)
-        outcome = _Download(pf, store, ctx, tracker).run()
+        outcome = download(pf, store, ctx, tracker)
         store.link(ref)
     tracker.done(pf, ref.digest, outcome.bytes_transferred)
     return outcome

@@ -1,8 +1,10 @@
 """The Hub as a sync source: missing files downloaded in parallel, largest first.
 
 Each file is one :func:`modelctl.fetch.fetch_file` (retries, resume, verification);
-``-j N`` of them run at once. Offline (``--offline`` or ``HF_HUB_OFFLINE=1``), no
-connection is opened: the error names every missing file.
+``-j N`` of them run at once, over at most ``--connections`` connections in all: a large
+file is split into ranges fetched at once (:mod:`modelctl.segments`). Offline
+(``--offline`` or ``HF_HUB_OFFLINE=1``), no connection is opened: the error names every
+missing file.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from modelctl.parallel import default_jobs, run_parallel
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
 from modelctl.retry import RetryPolicy
+from modelctl.segments import Segmenter, SegmentPolicy
 from modelctl.settings import Settings
 from modelctl.store import Store
+
+DEFAULT_SEGMENTS = SegmentPolicy()
 
 
 def transport_for(settings: Settings, proxies: Mapping[str, str]) -> Transport:
@@ -44,6 +49,8 @@ class HubSource:
     transport: Transport | None = None  # default: http.client, or httpx with a proxy
     policy: RetryPolicy | None = None  # default: policy_for(settings)
     record_blake3: bool = False  # see FetchContext.record_blake3
+    # Connections in all (like aria2c -x); files above 2 x min_piece are split.
+    segments: SegmentPolicy = DEFAULT_SEGMENTS
 
     def fetch(
         self,
@@ -69,16 +76,19 @@ class HubSource:
             limits=self.settings.limits,
         ).starting_now()
 
+        segmenter = Segmenter.of(self.segments)
+
         def one(pf: PlannedFile) -> PlannedFile | None:
             try:
-                outcome = fetch_file(pf, store, ctx, tracker)
+                outcome = fetch_file(pf, store, ctx, tracker, segmenter.download)
             except ModelctlError as exc:
                 tracker.failed(pf, exc.render())
                 raise
             return pf if outcome.downloaded else None
 
         largest_first = sorted(todo, key=lambda f: -(f.size_bytes or 0))
-        jobs = self.jobs or default_jobs(len(largest_first))
+        # Every file being fetched holds a connection: never more files than connections.
+        jobs = min(self.jobs or default_jobs(len(largest_first)), self.segments.connections)
         results = run_parallel(one, largest_first, jobs, cancel)
         return [pf for pf in results if pf is not None]
 

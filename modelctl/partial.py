@@ -73,16 +73,21 @@ class PartialFile:
         *,
         blake3: bool = False,
         cancel: threading.Event | None = None,
+        known: int | None = None,
     ) -> PartialFile:
         """Open (or create) ``path`` and hash the bytes an earlier run left there.
 
         With an unknown size, or more bytes than the locked size, it starts from zero.
+        ``known``: only this prefix holds bytes to keep (a segmented download's file has
+        its full size at once; :mod:`modelctl.segments` records which ranges are written).
         """
         part = cls(path, digest, size, blake3=blake3)
         part._open(open_own_file)
         try:
             have = os.fstat(part.fd).st_size
-            if size is None or have > size:
+            if known is not None:
+                have = known if known <= have else 0
+            elif size is None or have > size:
                 os.ftruncate(part.fd, 0)
                 have = 0
             part._hash_prefix(have, cancel)
@@ -177,6 +182,36 @@ class PartialFile:
             self._keep_valid_prefix()
             raise storage_error("cannot write the download", self.path, exc) from exc
         self.offset += len(data)
+
+    def write_at(self, data: memoryview | bytes, at: int) -> None:
+        """Write bytes at ``at``, past the hashed prefix (a segmented download: see
+        :mod:`modelctl.segments`); they are hashed later by :meth:`hash_written`."""
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.pwrite(self.fd, view, at)
+                view = view[n:]
+                at += n
+        except OSError as exc:
+            raise storage_error("cannot write the download", self.path, exc) from exc
+
+    def hash_written(self, upto: int, buf: memoryview) -> None:
+        """Hash the bytes written at offsets (:meth:`write_at`) from the hashed prefix up to
+        ``upto``, read back from the file through ``buf``: what is hashed is what is on disk."""
+        while self.offset < upto:
+            want = buf[: min(len(buf), upto - self.offset)]
+            try:
+                n = os.preadv(self.fd, [want], self.offset)
+            except OSError as exc:
+                raise storage_error("cannot read the download back", self.path, exc) from exc
+            if n == 0:
+                raise Mismatch(
+                    "the partial download is shorter than the ranges written into it",
+                    expected=f"{upto} bytes",
+                    actual=f"{self.offset} bytes",
+                )
+            self.hash(want[:n])
+            self.offset += n
 
     def append(self, data: memoryview | bytes) -> None:
         """Hash and write, on one thread."""

@@ -34,6 +34,7 @@ from modelctl.progress import Event, NullProgress, ProgressListener
 from modelctl.project import LockMode, make_store
 from modelctl.runtime import LockedModels
 from modelctl.runtime.loader import Verify
+from modelctl.segments import DEFAULT_CONNECTIONS, SegmentPolicy
 from modelctl.settings import Settings, from_env
 from modelctl.store import Store
 from modelctl.sync import sync
@@ -165,6 +166,7 @@ def provision(
     offline: bool = False,
     listener: Listener | None = None,
     jobs: int | None = None,
+    connections: int | None = None,
     cache_dir: PathLike | None = None,
     verify: Verify = "fast",
     env: Mapping[str, str] | None = None,
@@ -181,7 +183,9 @@ def provision(
     (each followed by AggregateProgress) per downloaded file, then SyncFinished; an
     object with ``on_event(event)`` or a plain callable. Files already here send no file
     events. Called from worker threads, one event at a time.
-    ``jobs``: parallel downloads (default min(8, files)). ``verify``: as for
+    ``jobs``: parallel downloads (default min(8, files)). ``connections``: in all, over
+    every file (default 8, like ``aria2c -x8``); a large file is split into ranges fetched
+    at once (see :mod:`modelctl.segments`). ``verify``: as for
     :func:`modelctl.runtime.open_lock`. ``env``: the environment to read (default
     ``os.environ``: HF_ENDPOINT, HF_TOKEN, HF_HOME, proxies, ...). ``transport``: for
     tests; by default the stdlib client, through the proxies ``env`` names (HTTP_PROXY,
@@ -201,6 +205,7 @@ def provision(
     if transport is None and not p.settings.offline:
         transport = transport_for(p.settings, proxies_of(env))
     store = p.store()
-    source = HubSource(p.settings, jobs=jobs, transport=transport)
+    segments = SegmentPolicy(connections=connections or DEFAULT_CONNECTIONS)
+    source = HubSource(p.settings, jobs=jobs, transport=transport, segments=segments)
     sync(p.lock, store, source, jobs=jobs, listener=as_listener(listener))
     return LockedModels(p.lock, p.lock_path, store, verify)

@@ -38,6 +38,7 @@ from modelctl.oci import reference
 from modelctl.oci.pull import OciSource
 from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
 from modelctl.project import LockMode, find_lock, make_store
+from modelctl.segments import DEFAULT_CONNECTIONS, SegmentPolicy
 from modelctl.settings import Settings
 from modelctl.sync import sync
 from modelctl.types import Lock
@@ -106,6 +107,15 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
     help="Parallel downloads. Default: min(8, files to download).",
 )
 @click.option(
+    "--connections",
+    "-x",
+    type=click.IntRange(min=1, max=64),
+    default=DEFAULT_CONNECTIONS,
+    show_default=True,
+    help="Connections in all, like aria2c -x: a file of 16 MiB or more is fetched as byte "
+    "ranges over several at once (1 = one stream per file).",
+)
+@click.option(
     "--offline",
     is_flag=True,
     help="Never open a connection (also HF_HUB_OFFLINE=1): fail naming any missing file.",
@@ -146,6 +156,7 @@ def sync_cmd(
     lockfile_path: Path | None,
     target: Path | None,
     jobs: int | None,
+    connections: int,
     offline: bool,
     locked: bool,
     frozen: bool,
@@ -192,7 +203,8 @@ def sync_cmd(
         registry = open_registry(oci_ref, insecure, ca_cert)
         sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)
     else:
-        source = HubSource(settings, jobs=jobs, transport=transport)
+        segments = SegmentPolicy(connections=connections)
+        source = HubSource(settings, jobs=jobs, transport=transport, segments=segments)
         sync(lock, store, source, jobs=jobs, listener=recorder)
     if recorder.finished is not None and not as_json:
         info(summary_line(recorder.finished))

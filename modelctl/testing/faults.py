@@ -68,6 +68,8 @@ class Faults:
     fail_blob_status: int = 403
     # Throttle bodies to this many bytes per second.
     slow_bytes_per_sec: int | None = None
+    # Ignore Range headers: answer every content GET with 200 and the whole file.
+    ignore_range: bool = False
     # Model info lists files without size/blobId/lfs even with blobs=true, like a mirror
     # that does not report metadata (clients must fall back to HEAD).
     omit_metadata: bool = False
@@ -149,6 +151,10 @@ class Faults:
             if self.fail_blob_redirect and self._applies(path):
                 return self.fail_blob_status
         return None
+
+    def ignores_range(self, path: str) -> bool:
+        with self._lock:
+            return self.ignore_range and self._applies(path)
 
     def body_plan(self, path: str, size: int) -> BodyPlan:
         """How to send this content GET's body (consumes one drop if a drop applies)."""

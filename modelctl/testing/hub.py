@@ -427,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_gzip(entry, headers)
             return
         byte_range = None if ignore_range else _parse_range(self.headers.get("Range"), entry.size)
+        if self.command == "GET" and faults.ignores_range(entry.path):
+            byte_range = None
         start, last = byte_range if byte_range is not None else (0, entry.size - 1)
         length = last - start + 1
         headers = [

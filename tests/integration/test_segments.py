@@ -1,0 +1,212 @@
+"""Segmented downloads against the real local Hub: ranges over several connections, the
+fallback for a server ignoring Range, one failing range retried alone, a flipped byte."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from modelctl.hub_source import HubSource
+from modelctl.segments import SegmentPolicy, state_path
+from modelctl.settings import from_env
+from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.sync import SyncResult, sync
+from modelctl.testing.hub import LocalHub, RequestRecord
+from tests.faults.common import (
+    FAST,
+    Project,
+    audit,
+    clear,
+    content_gets,
+    make_project,
+    run_cli,
+    stray_temp_files,
+    was_short,
+)
+from tests.helpers import blob
+
+KiB = 1024
+MiB = 1024 * KiB
+SMALL = SegmentPolicy(connections=4, min_piece=256 * KiB, max_piece=1 * MiB)
+MANIFEST = """\
+assets:
+  big:
+    repo: org/seg
+    files: [a.safetensors, b.safetensors, config.json]
+"""
+REPOS = {
+    "org/seg": {
+        "a.safetensors": blob(21, 3 * MiB + 12_345),
+        "b.safetensors": blob(22, 2 * MiB + 7),
+        "config.json": b'{"x": 1}',
+    }
+}
+
+
+def seg_sync(project: Project, store: Store, policy: SegmentPolicy = SMALL) -> SyncResult:
+    source = HubSource(from_env(os.environ), policy=FAST, segments=policy)
+    return sync(project.lock(), store, source)
+
+
+def spans(records: list[RequestRecord]) -> list[tuple[int, int]]:
+    """The [start, end) each ranged GET asked for."""
+    out = []
+    for r in records:
+        assert r.range is not None, r
+        first, last = r.range.removeprefix("bytes=").split("-")
+        out.append((int(first), int(last) + 1))
+    return sorted(out)
+
+
+@pytest.fixture
+def project(tmp_path: Path, hub_root: Path, hf_env: Path) -> Project:
+    return make_project(tmp_path / "proj", hub_root, REPOS, MANIFEST)
+
+
+@pytest.mark.parametrize("layout", ["cache", "target"])
+def test_a_large_file_comes_as_ranges_that_tile_it_exactly(
+    tmp_path: Path, project: Project, local_hub: LocalHub, layout: str
+) -> None:
+    store: Store = (
+        HfCacheStore(tmp_path / "hub") if layout == "cache" else TargetStore(tmp_path / "t")
+    )
+    clear(local_hub)
+    result = seg_sync(project, store)
+    assert audit(project.lock(), store).checked == 3
+    assert stray_temp_files(store.root) == []
+    for name in ("a.safetensors", "b.safetensors"):
+        ref = project.ref(name)
+        gets = content_gets(local_hub, ref)
+        assert len(gets) >= 3, gets  # split, and all answered 206
+        assert {g.status for g in gets} == {206}
+        got = spans(gets)
+        # Contiguous, without overlap, from 0 to the size: every byte asked for once.
+        assert got[0][0] == 0 and got[-1][1] == ref.size
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(got))
+        assert all(e - s <= SMALL.max_piece for s, e in got)
+    # Not more bytes than the files over the network.
+    assert result.bytes_transferred == sum(len(d) for d in REPOS["org/seg"].values())
+
+
+def test_a_server_ignoring_range_gets_one_stream(
+    tmp_path: Path, project: Project, local_hub: LocalHub
+) -> None:
+    store = HfCacheStore(tmp_path / "hub")
+    local_hub.faults.set(ignore_range=True)
+    clear(local_hub)
+    seg_sync(project, store)
+    assert audit(project.lock(), store).checked == 3
+    assert stray_temp_files(store.root) == []
+    ref = project.ref("a.safetensors")
+    gets = content_gets(local_hub, ref)
+    # The first ranged request got a 200 (and was dropped), then one plain stream.
+    assert [g.status for g in gets] == [200, 200]
+    assert gets[0].range is not None and gets[1].range is None
+
+
+def test_one_failing_range_is_retried_alone(
+    tmp_path: Path, project: Project, local_hub: LocalHub
+) -> None:
+    store = HfCacheStore(tmp_path / "hub")
+    ref = project.ref("a.safetensors")
+    local_hub.faults.set(drop_after_bytes=100_000, drop_count=1, paths={ref.path})
+    clear(local_hub)
+    seg_sync(project, store, SegmentPolicy(connections=4, min_piece=512 * KiB))
+    assert audit(project.lock(), store).checked == 3
+    gets = content_gets(local_hub, ref)
+    dropped = [g for g in gets if was_short(g, ref.size or 0) and g.bytes_sent == 100_000]
+    assert len(dropped) == 1, gets
+    (start, end) = spans(dropped)[0]
+    retries = [g for g in gets if g is not dropped[0] and spans([g])[0][1] == end]
+    # The remainder of that range only, once; no other range was asked for twice.
+    assert spans(retries) == [(start + 100_000, end)]
+    others = [s for s in spans(gets) if s[1] != end]
+    assert len(others) == len(set(others))
+    assert len(gets) == len(others) + 2
+
+
+def test_a_flipped_byte_in_one_range_is_refused_with_exit_4(
+    tmp_path: Path,
+    hub_root: Path,
+    hf_env: Path,
+    local_hub: LocalHub,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The CLI's default pieces (8 MiB): a 20 MiB file is split in three.
+    repos = {"org/seg": {"a.safetensors": blob(23, 20 * MiB), "config.json": b"{}"}}
+    manifest = MANIFEST.replace("a.safetensors, b.safetensors, config.json", "a.safetensors")
+    project = make_project(tmp_path / "proj", hub_root, repos, manifest)
+    ref = project.ref("a.safetensors")
+    local_hub.faults.set(wrong_bytes=True, wrong_byte_offset=13 * MiB + 5)
+    clear(local_hub)
+    target = tmp_path / "t"
+    code, _, err = run_cli(
+        capsys, "sync", "--frozen", "-q", "-x", "4", "-m", str(project.manifest),
+        "--target", str(target),
+    )  # fmt: skip
+    assert code == 4, err
+    assert "do not match the locked digest" in err
+    store = TargetStore(target)
+    assert not store.final_path(ref).exists()
+    assert stray_temp_files(target) == []  # the partial file and its sidecar are gone
+    gets = content_gets(local_hub, ref)
+    assert len(gets) >= 6 and all(g.range is not None for g in gets)  # split, twice
+    local_hub.faults.reset()
+    code, _, err = run_cli(
+        capsys, "sync", "--frozen", "-q", "-x", "4", "-m", str(project.manifest),
+        "--target", str(target),
+    )  # fmt: skip
+    assert code == 0, err
+    assert audit(project.lock(), store).checked == 1
+
+
+def test_a_killed_segmented_download_resumes_only_the_missing_ranges(
+    tmp_path: Path, project: Project, local_hub: LocalHub
+) -> None:
+    """A sidecar and a partial file as a killed run leaves them (written ranges, holes):
+    the next run hashes what is recorded and asks only for the holes."""
+    store = HfCacheStore(tmp_path / "hub")
+    ref = project.ref("a.safetensors")
+    data = project.data(ref)
+    size = len(data)
+    partial = store.partial_path(ref)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    written = [(0, 700_000), (1_000_000, 1_600_000), (2_500_000, 2_600_000)]
+    with partial.open("wb") as f:
+        f.truncate(size)
+        for a, b in written:
+            f.seek(a)
+            f.write(data[a:b])
+    record = {"modelctl_ranges": 1, "size": size, "digest": str(ref.digest), "done": written}
+    state_path(partial).write_text(json.dumps(record))
+    clear(local_hub)
+    seg_sync(project, store)
+    assert audit(project.lock(), store).checked == 3
+    assert stray_temp_files(store.root) == []
+    got = spans(content_gets(local_hub, ref))
+    holes = [(700_000, 1_000_000), (1_600_000, 2_500_000), (2_600_000, size)]
+    # Every request lies inside a hole, and together they fill the holes exactly.
+    assert sum(e - s for s, e in got) == sum(e - s for s, e in holes)
+    assert all(any(hs <= s and e <= he for hs, he in holes) for s, e in got)
+
+
+def test_a_sidecar_for_other_bytes_counts_for_nothing(
+    tmp_path: Path, project: Project, local_hub: LocalHub
+) -> None:
+    store = HfCacheStore(tmp_path / "hub")
+    ref = project.ref("a.safetensors")
+    size = ref.size or 0
+    partial = store.partial_path(ref)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("wb") as f:
+        f.truncate(size)  # all zeros
+    other = {"modelctl_ranges": 1, "size": size, "digest": "sha256:" + "0" * 64}
+    state_path(partial).write_text(json.dumps({**other, "done": [[0, size]]}))
+    clear(local_hub)
+    seg_sync(project, store)
+    assert audit(project.lock(), store).checked == 3
+    assert sum(e - s for s, e in spans(content_gets(local_hub, ref))) == size
