@@ -50,7 +50,6 @@ fmt: setup
 demo: setup
     {{py}} -m scripts.demo
 
-# Benchmarks: sync vs snapshot_download vs curl; runtime path resolution.
-bench: setup
-    {{py}} -m benchmarks.bench_sync
-    {{py}} -m benchmarks.bench_runtime
+# Benchmarks, one table: capped (40 MB/s per connection) and uncapped transfers racing aria2c -x8, curl and hf_hub_download (nginx), and the start-up ratios. Needs Debian's nginx-light, aria2 and curl.
+bench *ARGS: setup
+    {{py}} -m benchmarks.bench_wan {{ARGS}}
