@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "types": 2,
     "paths": 2,
     "yamldoc": 2,
+    "lockcheck": 2,
     "settings": 2,
     "atomic": 2,
     "manifest": 3,
@@ -46,6 +47,7 @@ LAYERS: dict[str, int] = {
     "runtime": 6,  # checked on its own below: never anything that reaches the network
     "sync": 7,  # the skeleton: knows Sources only by their protocol
     "verify": 7,
+    "segments": 7,  # several connections per file, on top of fetch\'s single stream
     "status": 7,
     "gc": 7,
     "outdated": 7,
