@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -32,7 +31,8 @@ def atomic_file(path: Path, mode: int = FILE_MODE, *, durable: bool = False) -> 
     ``durable``: the content is fsynced before the rename and the folder after it, so a
     power loss leaves the old file or the new one, never a renamed-but-empty file.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # os.urandom, not uuid: importing uuid costs start-up time (it loads platform).
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:

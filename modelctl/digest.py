@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-import blake3 as _blake3
-
 from modelctl.safeio import open_regular
 
 ALGORITHMS: Final = ("sha256", "gitsha1", "blake3")
@@ -78,7 +76,9 @@ def new_hasher(algorithm: str, size: int | None = None) -> Hasher:
     if algorithm == "sha256":
         return hashlib.sha256()
     if algorithm == "blake3":
-        h: Hasher = _blake3.blake3(max_threads=_blake3.blake3.AUTO)
+        import blake3  # an extension module: loaded only when a blake3 is computed
+
+        h: Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         return h
     if algorithm == "gitsha1":
         if size is None:

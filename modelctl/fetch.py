@@ -410,33 +410,7 @@ class _Download:
         """Check the status and headers; returns the body length announced."""
         status = resp.status
         offset = self.part.offset
-        if status in RETRY_STATUSES:
-            told = server_wait(status, resp.header("Retry-After"), resp.header("RateLimit"))
-            raise _Transient(f"HTTP {status}", told)
-        if resp.redirected and status in (401, 403, 404):
-            # The Hub accepted the request and sent us to its file storage (a CDN, with a
-            # signed URL): a refusal there is no verdict on the lock or the token, and the
-            # next attempt gets a fresh URL from the Hub.
-            raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
-        code = resp.header("X-Error-Code") or ""
-        if status == 404 and code in ("", "EntryNotFound", "RevisionNotFound"):
-            raise ResolveError(
-                f"{self.ctx.server} has no such file at the locked commit ({code or 'not found'})",
-                where=self.where,
-                hint=self.ctx.missing_hint,
-            )
-        if status in (401, 403, 404):
-            if self.ctx.hub_errors:
-                ref = self.ref
-                raise refusal(
-                    status, _Headers(resp), self.where, self.ctx.endpoint, ref.repo_id,
-                    ref.repo_type, self.ctx.token,
-                )  # fmt: skip
-            raise AuthError(
-                f"{self.ctx.server} refused the download (HTTP {status})",
-                where=self.where,
-                hint=self.ctx.auth_hint,
-            )
+        check_refusal(resp, self.ctx, self.ref, self.where)
         if status == 416 and offset:
             self._restart()  # the partial file is not a prefix the server recognizes
             raise _Transient("HTTP 416 for a resumed download")
@@ -550,6 +524,38 @@ class _Headers:
 
     def get(self, key: str, /) -> str | None:
         return self._resp.header(key)
+
+
+def check_refusal(resp: Response, ctx: FetchContext, ref: FileRef, where: str) -> None:
+    """Raise what an answer other than a body means: _Transient (retry), or the modelctl
+    error of a refusal (also used by :mod:`modelctl.segments` for each range)."""
+    status = resp.status
+    if status in RETRY_STATUSES:
+        told = server_wait(status, resp.header("Retry-After"), resp.header("RateLimit"))
+        raise _Transient(f"HTTP {status}", told)
+    if resp.redirected and status in (401, 403, 404):
+        # The Hub accepted the request and sent us to its file storage (a CDN, with a
+        # signed URL): a refusal there is no verdict on the lock or the token, and the
+        # next attempt gets a fresh URL from the Hub.
+        raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
+    code = resp.header("X-Error-Code") or ""
+    if status == 404 and code in ("", "EntryNotFound", "RevisionNotFound"):
+        raise ResolveError(
+            f"{ctx.server} has no such file at the locked commit ({code or 'not found'})",
+            where=where,
+            hint=ctx.missing_hint,
+        )
+    if status in (401, 403, 404):
+        if ctx.hub_errors:
+            raise refusal(
+                status, _Headers(resp), where, ctx.endpoint, ref.repo_id,
+                ref.repo_type, ctx.token,
+            )  # fmt: skip
+        raise AuthError(
+            f"{ctx.server} refused the download (HTTP {status})",
+            where=where,
+            hint=ctx.auth_hint,
+        )
 
 
 def _gave_up(reason: str, attempts: int, where: str) -> NetworkError:

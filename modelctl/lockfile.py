@@ -16,6 +16,7 @@ import yaml
 from modelctl.atomic import atomic_write
 from modelctl.digest import Digest
 from modelctl.errors import LockfileError, StorageError
+from modelctl.lockcheck import is_valid_lock
 from modelctl.paths import check_relpath
 from modelctl.safeio import same_text
 from modelctl.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
@@ -101,7 +102,12 @@ def parse(text: str, source: str = "modelctl.lock") -> Lock:
     doc = load_yaml(text, source, LockfileError)
     if doc.data is None:
         raise LockfileError("the lockfile is empty", where=source, hint="run `modelctl lock`")
-    validate(doc, SCHEMA, LockfileError, "lockfile")
+    if not is_valid_lock(doc.data):
+        # The schema validator words what is wrong (and raises); it is imported only here.
+        validate(doc, SCHEMA, LockfileError, "lockfile")
+        raise LockfileError(
+            "the lockfile does not follow its schema", where=source, hint="run `modelctl lock`"
+        )
     data = cast(dict[str, Any], doc.data)
     assets = []
     for name, a in data["assets"].items():

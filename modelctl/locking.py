@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelctl import lockfile
 from modelctl.errors import InputError, StaleLockError
-from modelctl.hub import HfHubClient, HubClient
 from modelctl.lockfile import LockDiff
 from modelctl.plan import DownloadPlan, plan_lock
 from modelctl.presence import present_refs
@@ -28,14 +28,21 @@ from modelctl.project import (
     make_store,
     read_manifest,
 )
-from modelctl.resolve import resolve
 from modelctl.retry import RetryPolicy
 from modelctl.settings import Settings
 from modelctl.types import Lock, Manifest
 
+if TYPE_CHECKING:
+    from modelctl.hub import HubClient
+
+# modelctl.hub and modelctl.resolve (huggingface_hub, httpx2: ~100 ms) are imported by the
+# functions that reach the Hub, so a `sync --frozen` or the runtime never loads them.
+
 
 def make_client(settings: Settings, on_wait: Callable[[str], None] | None = None) -> HubClient:
     """The Hub client for lock; ``on_wait`` is told each wait before a retry."""
+    from modelctl.hub import HfHubClient
+
     return HfHubClient(
         settings.endpoint,
         settings.token,
@@ -62,6 +69,8 @@ def lock(
     upgrade_assets: Collection[str] = (),
 ) -> LockResult:
     previous = load_previous(project.lock_path)
+    from modelctl.resolve import resolve
+
     new = resolve(manifest, client, previous, upgrade=upgrade, upgrade_assets=upgrade_assets)
     written = lockfile.write(project.lock_path, new)
     return LockResult(new, written, lockfile.diff(manifest, previous) if previous else None)
@@ -87,6 +96,8 @@ def plan(
         current = check(project, manifest)
     except StaleLockError as exc:
         previous = load_previous(project.lock_path)
+        from modelctl.resolve import resolve
+
         current = resolve(manifest, client or make_client(settings), previous)
         note = f"{exc.message}; planned from a fresh resolve (run `modelctl lock` to save it)"
     store = make_store(settings, target)

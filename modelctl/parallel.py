@@ -11,6 +11,7 @@ from modelctl.errors import ModelctlError
 from modelctl.filelock import Cancelled
 
 DEFAULT_MAX_JOBS: Final = 8
+DEFAULT_CONNECTIONS: Final = 8  # in all, over the files of a sync (like aria2c -x8)
 _WAIT_S: Final = 0.2  # how often the main thread wakes up, so Ctrl-C is handled promptly
 
 T = TypeVar("T")

@@ -28,13 +28,14 @@ from modelctl.http import Transport
 from modelctl.hub import HubClient
 from modelctl.hub_source import HubSource, transport_for
 from modelctl.locking import lock_for
+from modelctl.parallel import DEFAULT_CONNECTIONS
 from modelctl.plan import DownloadPlan, plan_lock
 from modelctl.presence import present_refs
 from modelctl.progress import Event, NullProgress, ProgressListener
 from modelctl.project import LockMode, make_store
 from modelctl.runtime import LockedModels
 from modelctl.runtime.loader import Verify
-from modelctl.segments import DEFAULT_CONNECTIONS, SegmentPolicy
+from modelctl.segments import SegmentPolicy
 from modelctl.settings import Settings, from_env
 from modelctl.store import Store
 from modelctl.sync import sync

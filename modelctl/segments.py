@@ -13,7 +13,7 @@ into byte ranges fetched at once, like ``aria2c -x``. The rules:
   shrink toward the end and the connections finish together), at least ``min_piece``,
   at most what the connection receives in ``piece_seconds`` (the throughput seen), and
   at most ``max_piece``. A piece that fails is retried alone, from where it stopped,
-  with the retry policy of :mod:`modelctl.fetch`; the other connections go on.
+  with the retry policy of :mod:`modelctl.retry`; the other connections go on.
 - **Verification.** sha256 / git-sha1 are sequential: the bytes are written at their
   offsets (:meth:`~modelctl.partial.PartialFile.write_at`), and the contiguous prefix
   written so far is read back and hashed while the rest arrives
@@ -50,30 +50,30 @@ from pathlib import Path
 from typing import Any, Final
 
 from modelctl.errors import (
-    AuthError,
     IntegrityError,
     ModelctlError,
     NetworkError,
-    ResolveError,
 )
 from modelctl.fetch import (
     _CONTENT_RANGE,
-    RETRY_STATUSES,
     FetchContext,
     FetchOutcome,
+    _gave_up,
     _Transient,
+    check_refusal,
     single_download,
 )
 from modelctl.filelock import Cancelled
-from modelctl.http import TRANSPORT_ERRORS, Response, abort, describe, retry_after
+from modelctl.http import TRANSPORT_ERRORS, Response, abort, describe
+from modelctl.parallel import DEFAULT_CONNECTIONS
 from modelctl.partial import Mismatch, PartialFile
 from modelctl.paths import storage_error
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
+from modelctl.retry import Backoff
 from modelctl.store import Store
 
 MiB: Final = 1024 * 1024
-DEFAULT_CONNECTIONS: Final = 8  # like aria2c -x8
 BUFFER: Final = 1 * MiB  # per connection: bytes are written at their offset in this size
 SAVE_EVERY_S: Final = 0.5  # the sidecar is rewritten at most this often while bytes arrive
 _WAIT_S: Final = 0.05  # the coordinating thread wakes up at least this often
@@ -576,8 +576,9 @@ class _Segmented:
         stop: threading.Event,
         buf: memoryview,
     ) -> None:
-        """Get ``piece``, retrying it alone from where it stopped."""
-        failures = 0
+        """Get ``piece``, retrying it alone from where it stopped (modelctl.retry's policy:
+        only attempts that bring nothing new count toward giving up)."""
+        backoff = Backoff(self.ctx.policy)
         while piece.pos < piece.end:
             before = piece.pos
             try:
@@ -585,15 +586,14 @@ class _Segmented:
                 if piece.pos < piece.end:
                     raise _Transient(f"the answer ended at byte {piece.pos} of {piece.end}")
             except _Transient as exc:
-                failures = 0 if piece.pos > before else failures + 1
-                if failures >= self.ctx.policy.failures:
-                    raise NetworkError(
-                        f"download failed after {failures} attempts ({exc.reason}) for the "
-                        f"range at byte {piece.pos}",
-                        where=self.where,
-                        hint="check the network and run `modelctl sync` again: it resumes",
-                    ) from None
-                if stop.wait(_backoff(self.ctx, max(failures, 1), exc.retry_after)):
+                if piece.pos > before:
+                    backoff.progressed()
+                wait = backoff.next(exc.told)
+                if wait is None:
+                    reason = f"{exc.reason}, range at byte {piece.pos}"
+                    raise _gave_up(reason, backoff.failures, self.where) from None
+                self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
+                if stop.wait(wait):
                     return
 
     def _request(
@@ -624,23 +624,7 @@ class _Segmented:
 
     def _accept(self, resp: Response, piece: _Piece) -> None:
         status = resp.status
-        if status in RETRY_STATUSES:
-            raise _Transient(f"HTTP {status}", retry_after(resp.header("Retry-After")))
-        if resp.redirected and status in (401, 403, 404):
-            raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
-        if status in (401, 403):
-            raise AuthError(
-                f"the Hub refused the download (HTTP {status})",
-                where=self.where,
-                hint="set HF_TOKEN to a token with access to this repo",
-            )
-        if status == 404:
-            code = resp.header("X-Error-Code") or "not found"
-            raise ResolveError(
-                f"the Hub has no such file at the locked commit ({code})",
-                where=self.where,
-                hint="the repo changed or was deleted; `modelctl lock --upgrade` re-resolves",
-            )
+        check_refusal(resp, self.ctx, self.ref, self.where)  # retry, or refused: as fetch
         if status in (200, 416):
             raise RangeIgnored()
         if status != 206:
@@ -697,10 +681,3 @@ class _Segmented:
         with self._count:
             self.transferred += n
         self.tracker.advanced(self.pf, total, n)
-
-
-def _backoff(ctx: FetchContext, failures: int, retry_after_s: float | None) -> float:
-    p = ctx.policy
-    if retry_after_s is not None:
-        return min(max(retry_after_s, 0.0), p.retry_after_max_s)
-    return min(p.backoff_s * 2.0 ** (failures - 1), p.backoff_max_s)

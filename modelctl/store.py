@@ -25,7 +25,6 @@ Beside the files, each store names (deterministically, so a later run finds them
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +120,7 @@ class HfCacheStore:
                 return
             except FileExistsError:
                 pass  # a wrong entry, or one just made by another process: swap in below
-            tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.modelctl-link"
+            tmp = final.parent / f".{final.name}.{os.urandom(4).hex()}.modelctl-link"
             os.symlink(rel, tmp)
             try:
                 os.replace(tmp, final)

@@ -10,15 +10,16 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from modelctl.errors import InputError
 from modelctl.safeio import read_text_bounded
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,10 @@ def read_text(path: Path, error: type[InputError], what: str) -> str:
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in ``schemas/`` (packaged as ``modelctl/schemas``)."""
+    # Imported here: importlib.resources pulls in tempfile, shutil, bz2 and lzma (~10 ms),
+    # and reading a valid lock needs no schema (modelctl.lockcheck).
+    from importlib import resources
+
     text = (
         resources.files("modelctl").joinpath("schemas").joinpath(name).read_text(encoding="utf-8")
     )
@@ -191,6 +196,10 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    # Imported here: jsonschema costs ~60 ms at start-up, and a lock is checked by
+    # modelctl.lockcheck first (this validator only words the errors it finds).
+    import jsonschema
+
     return jsonschema.Draft202012Validator(load_schema(schema_name))
 
 
@@ -227,6 +236,8 @@ def _leaf_errors(
     errors: Iterator[jsonschema.ValidationError],
 ) -> Iterator[jsonschema.ValidationError]:
     """Descend into oneOf/anyOf so the message names the most specific problem."""
+    import jsonschema
+
     for err in errors:
         if err.context:
             best = jsonschema.exceptions.best_match(err.context)

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from modelctl import lockfile
-from modelctl.bundle import write_bundle
 from modelctl.cli.format import human_bytes, table
 from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
 from modelctl.cli.options import asset_option, emit_json, info, json_option
@@ -45,6 +44,8 @@ def bundle_cmd(
     """
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     store = make_store(settings_for(None), target)
+    from modelctl.bundle import write_bundle  # tarfile & co.: only for this command
+
     result = write_bundle(lock, store, out)
     if as_json:
         emit_json(

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,12 +14,13 @@ from modelctl import __version__, locking, project
 from modelctl.cli.format import plan_table, tell_wait
 from modelctl.cli.options import asset_option, detail, emit_json, json_option, note
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError, redact
-from modelctl.oci.auth import find_credentials
-from modelctl.oci.reference import Reference
-from modelctl.oci.registry import Registry, RegistryOptions
 from modelctl.plan import make_plan
 from modelctl.settings import Settings, from_env, token_values
 from modelctl.types import Manifest
+
+if TYPE_CHECKING:
+    from modelctl.oci.reference import Reference
+    from modelctl.oci.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,6 +87,10 @@ def registry_options(func: F) -> F:
 
 def open_registry(ref: Reference, insecure: bool, ca_cert: Path | None) -> Registry:
     """The registry client, with credentials from the Docker/Podman auth files."""
+    # Imported here: the registry client (http.client, ssl) is for the OCI commands only.
+    from modelctl.oci.auth import find_credentials
+    from modelctl.oci.registry import Registry, RegistryOptions
+
     creds = find_credentials(ref.registry, ref.name, os.environ, Path.home())
     return Registry(ref, creds, RegistryOptions(insecure=insecure, ca_cert=ca_cert))
 

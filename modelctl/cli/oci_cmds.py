@@ -20,8 +20,11 @@ from modelctl.cli.main import (
 from modelctl.cli.options import asset_option, info
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.oci import reference
-from modelctl.oci.push import DEFAULT_PUSH_JOBS, push
 from modelctl.project import make_store
+
+# modelctl.oci.push.DEFAULT_PUSH_JOBS: the push code (tar, registry client) is imported
+# only by the push command (tests/integration/test_startup_imports.py keeps them equal).
+PUSH_JOBS = 4
 
 
 @cli.command("push", epilog=EPILOG)
@@ -40,7 +43,7 @@ from modelctl.project import make_store
     "--jobs",
     "-j",
     type=click.IntRange(min=1, max=64),
-    default=DEFAULT_PUSH_JOBS,
+    default=PUSH_JOBS,
     show_default=True,
     help="Parallel uploads.",
 )
@@ -75,6 +78,8 @@ def push_cmd(
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     store = make_store(settings_for(None), target)
     registry = open_registry(ref, insecure, ca_cert)
+    from modelctl.oci.push import push
+
     result = push(
         lock, store, registry, ref.tag or reference.DEFAULT_TAG, mount_from=mount_from, jobs=jobs
     )

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.request
-from dataclasses import replace
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
 from modelctl import lockfile, locking
-from modelctl.bundle_source import install_bundle
 from modelctl.cli.format import human_bytes, tell_wait
 from modelctl.cli.main import (
     EPILOG,
@@ -33,14 +33,20 @@ from modelctl.cli.options import (
     verbosity,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
-from modelctl.hub_source import HubSource, transport_for
 from modelctl.oci import reference
-from modelctl.oci.pull import OciSource
-from modelctl.progress import Event, NullProgress, ProgressListener, SyncFinished
+from modelctl.parallel import DEFAULT_CONNECTIONS
+from modelctl.plan import PlannedFile
+from modelctl.progress import (
+    Event,
+    NullProgress,
+    ProgressListener,
+    ProgressTracker,
+    SyncFinished,
+)
 from modelctl.project import LockMode, find_lock, make_store
-from modelctl.segments import DEFAULT_CONNECTIONS, SegmentPolicy
 from modelctl.settings import Settings
-from modelctl.sync import sync
+from modelctl.store import Store
+from modelctl.sync import Source, sync
 from modelctl.types import Lock
 from modelctl.verify import VerifyReport, check, raise_problems
 
@@ -85,6 +91,42 @@ def _lock_for_sync(
     if chosen.relocked is not None:
         note(f"wrote {chosen.lock_path}")
     return chosen.lock, settings_for(chosen.endpoint, offline=offline)
+
+
+def _hub_source(settings: Settings, jobs: int | None, connections: int) -> Source:
+    """The Hub as the source; its HTTP code is imported only when a file is missing
+    (a warm `sync --frozen` never loads huggingface_hub or an HTTP client)."""
+    if settings.offline:
+        return _OfflineSource(settings)
+    import urllib.request
+
+    from modelctl.hub_source import HubSource, transport_for
+    from modelctl.segments import SegmentPolicy
+
+    # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
+    transport = transport_for(settings, urllib.request.getproxies())
+    segments = SegmentPolicy(connections=connections)
+    return HubSource(settings, jobs=jobs, transport=transport, segments=segments)
+
+
+@dataclass(frozen=True)
+class _OfflineSource:
+    """Offline: nothing to fetch is fine; anything missing is the OfflineError of HubSource."""
+
+    settings: Settings
+
+    def fetch(
+        self,
+        todo: Sequence[PlannedFile],
+        store: Store,
+        tracker: ProgressTracker,
+        cancel: threading.Event,
+    ) -> Sequence[PlannedFile]:
+        if not todo:
+            return []
+        from modelctl.hub_source import HubSource
+
+        return HubSource(self.settings).fetch(todo, store, tracker, cancel)
 
 
 def _listener(as_json: bool, quiet: bool) -> ProgressListener:
@@ -193,19 +235,19 @@ def sync_cmd(
     lock = lock.select(assets)
     store = make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet or verbosity() == QUIET))
-    # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
     if deadline is not None:
         settings = replace(settings, limits=replace(settings.limits, deadline_s=deadline))
-    transport = None if settings.offline else transport_for(settings, urllib.request.getproxies())
     if bundle is not None:
+        from modelctl.bundle_source import install_bundle
+
         install_bundle(bundle, lock, store, listener=recorder)
     elif oci_ref is not None:
+        from modelctl.oci.pull import OciSource  # the registry client: only for --from
+
         registry = open_registry(oci_ref, insecure, ca_cert)
         sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)
     else:
-        segments = SegmentPolicy(connections=connections)
-        source = HubSource(settings, jobs=jobs, transport=transport, segments=segments)
-        sync(lock, store, source, jobs=jobs, listener=recorder)
+        sync(lock, store, _hub_source(settings, jobs, connections), jobs=jobs, listener=recorder)
     if recorder.finished is not None and not as_json:
         info(summary_line(recorder.finished))
     if not as_json:
