@@ -61,6 +61,15 @@ HF_LOOP_SCRIPT = textwrap.dedent(
     """
 )
 
+# modelctl sync as bench_sync times it, plus its peak RSS (KiB) on stderr.
+SYNC_RSS_SCRIPT = MODELCTL_SCRIPT + textwrap.dedent(
+    """
+    import resource
+    print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    """
+)
+PEAK_RSS_KIB: dict[str, int] = {}
+
 RUNTIME_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -152,6 +161,18 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------- clients
 
 
+def timed_sync(lock_path: Path, env: dict[str, str], scenario: str) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", SYNC_RSS_SCRIPT, str(lock_path)],
+        env=env, capture_output=True, text=True, cwd=env["PYTHONPATH"],
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"modelctl sync failed:\n{out.stderr}")
+    rss = max(int(line.split()[1]) for line in out.stderr.splitlines() if line.startswith("maxrss"))
+    PEAK_RSS_KIB[scenario] = max(PEAK_RSS_KIB.get(scenario, 0), rss)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def timed_aria2(urls: dict[str, str], dest: Path) -> float:
     dest.mkdir(parents=True)
     listing = dest / "urls.txt"
@@ -220,9 +241,7 @@ def transfer_scenario(
         timed_curl(urls, base / "warmup")  # the page cache holds every file for every client
         shutil.rmtree(base / "warmup")
         clients: dict[str, Callable[[Path], float]] = {
-            "modelctl sync": lambda d: timed_script(
-                MODELCTL_SCRIPT, [str(lock_path)], env_for(endpoint, d)
-            ),
+            "modelctl sync": lambda d: timed_sync(lock_path, env_for(endpoint, d), label),
             "aria2c -x8 -s8": lambda d: timed_aria2(urls, d),
             "curl": lambda d: timed_curl(urls, d),
             "hf_hub_download": lambda d: timed_script(
@@ -239,7 +258,9 @@ def transfer_scenario(
     mine = med["modelctl sync"]
     what = f"{files} x {size_mib} MiB" + (f" + {len(SMALL_FILES)} small" if small else "")
     cap = f"{rate_mb} MB/s per conn" if rate_mb else "uncapped"
-    return [(f"{cap}, {what}", k, total / v / 1e6, v / mine) for k, v in med.items()]
+    rows = [(f"{cap}, {what}", k, total / v / 1e6, v / mine) for k, v in med.items()]
+    PEAK_RSS_KIB[f"{cap}, {what}"] = PEAK_RSS_KIB.pop(label)
+    return rows
 
 
 def startup_scenario(work: Path, rounds: int) -> list[tuple[str, float, float]]:
@@ -317,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     for scenario, client, mbs, ratio in rows:
         rel = "" if client == "modelctl sync" else f"{ratio:.2f}x"
         print(f"| {scenario:<40} | {client:<36} | {mbs:>6.0f} MB/s | {rel:>12} |")
+    for scenario, kib in PEAK_RSS_KIB.items():
+        print(
+            f"| {scenario:<40} | {'modelctl sync: peak RSS':<36} "
+            f"| {kib / 1024:>6.0f} MiB | {'':>12} |"
+        )
     for what, ms, ratio in startup:
         rel = "" if what == "python -c pass" else f"{ratio:.1f}x pass"
         print(f"| {'start-up':<40} | {what:<36} | {ms:>7.0f} ms | {rel:>12} |")

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from modelctl.atomic import atomic_write
 from modelctl.errors import (
     IntegrityError,
     ModelctlError,
@@ -193,18 +194,13 @@ def load_state(path: Path, size: int, digest: str) -> Ranges | None:
 
 
 def save_state(path: Path, size: int, digest: str, done: Ranges) -> None:
-    """Write the sidecar atomically (a temporary file renamed over it)."""
+    """Write the sidecar atomically (:func:`modelctl.atomic.atomic_write`)."""
     text = json.dumps(
         {"modelctl_ranges": _STATE_VERSION, "size": size, "digest": digest,
          "done": [list(s) for s in done.spans]},
     )  # fmt: skip
-    tmp = path.with_name(f"{path.name}.tmp")
     try:
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         raise storage_error("cannot record the download's progress", path, exc) from exc
 
