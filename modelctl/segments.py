@@ -402,6 +402,9 @@ class _Segmented:
         self.digest = str(self.ref.digest)
         self.transferred = 0
         self._count = threading.Lock()
+        # Once per file, not per piece: a piece request costs only its round trip.
+        self.url = ctx.url(self.ref)
+        self.headers = ctx.headers()
 
     def run(self) -> FetchOutcome:
         done = self._recorded()
@@ -434,8 +437,7 @@ class _Segmented:
                             where=self.where,
                             expected=exc.expected,
                             actual=exc.actual,
-                            hint="retry later; if it persists the Hub content or the lock is "
-                            "wrong (`modelctl lock --upgrade` re-reads it)",
+                            hint=self.ctx.mismatch_hint,
                         ) from None
             # Before the rename: a complete file without a sidecar is a complete prefix.
             remove_state(self.state)
@@ -600,10 +602,9 @@ class _Segmented:
         stop: threading.Event,
         buf: memoryview,
     ) -> None:
-        headers = self.ctx.headers()
-        headers["Range"] = f"bytes={piece.pos}-{piece.end - 1}"
+        headers = {**self.headers, "Range": f"bytes={piece.pos}-{piece.end - 1}"}
         try:
-            resp = self.ctx.transport.get(self.ctx.url(self.ref), headers)
+            resp = self.ctx.transport.get(self.url, headers)
         except TRANSPORT_ERRORS as exc:
             raise _Transient(describe(exc)) from exc
         complete = False
@@ -624,7 +625,9 @@ class _Segmented:
         if status in (200, 416):
             raise RangeIgnored()
         if status != 206:
-            raise NetworkError(f"unexpected answer from the Hub (HTTP {status})", where=self.where)
+            raise NetworkError(
+                f"unexpected answer from {self.ctx.server} (HTTP {status})", where=self.where
+            )
         m = _CONTENT_RANGE.match(resp.header("Content-Range") or "")
         if not m or int(m.group(1)) != piece.pos or int(m.group(2)) != piece.end - 1:
             raise _Transient(
