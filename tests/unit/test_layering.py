@@ -47,7 +47,7 @@ LAYERS: dict[str, int] = {
     "runtime": 6,  # checked on its own below: never anything that reaches the network
     "sync": 7,  # the skeleton: knows Sources only by their protocol
     "verify": 7,
-    "segments": 7,  # several connections per file, on top of fetch\'s single stream
+    "segments": 7,  # several connections per file, on top of fetch's single stream
     "status": 7,
     "gc": 7,
     "outdated": 7,
