@@ -16,18 +16,22 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from modelctl import lockfile
 from modelctl.atomic import atomic_file
 from modelctl.edit import add_asset, remove_asset
 from modelctl.errors import InputError, ManifestError, StorageError
-from modelctl.hub import HubClient
 from modelctl.manifest import KOKORO_REPO, parse_manifest
 from modelctl.project import Project, load_previous
-from modelctl.resolve import resolve
 from modelctl.types import Lock, Manifest
 from modelctl.yamldoc import read_text
+
+if TYPE_CHECKING:
+    from modelctl.hub import HubClient
+
+# modelctl.resolve (and through it huggingface_hub) is imported where a resolve runs:
+# importing this module costs a CLI start-up nothing.
 
 KINDS: Final = ("files", "stt", "gguf", "kokoro", "api")
 
@@ -134,6 +138,8 @@ def add(
     dry_run: bool = False,
 ) -> Change:
     """Add asset ``name``; resolve it on the Hub; write the manifest and the lock."""
+    from modelctl.resolve import resolve
+
     before, old = _read(project)
     after = add_asset(before, name, spec, str(project.manifest_path))
     new = _parse_new(after, project, name)
@@ -155,6 +161,8 @@ def add(
 def remove(project: Project, name: str, client: HubClient, *, dry_run: bool = False) -> Change:
     """Remove asset ``name`` from the manifest and the lock (``client`` is asked only when
     the lock was stale)."""
+    from modelctl.resolve import resolve
+
     before, old = _read(project)
     after = remove_asset(before, name, str(project.manifest_path))
     new = parse_manifest(after, str(project.manifest_path))
