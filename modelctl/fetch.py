@@ -30,14 +30,21 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
 import huggingface_hub as hf
 
 from modelctl.digest import Digest
-from modelctl.errors import AuthError, IntegrityError, NetworkError, ResolveError, redact
+from modelctl.errors import (
+    AuthError,
+    IntegrityError,
+    ModelctlError,
+    NetworkError,
+    ResolveError,
+    redact,
+)
 from modelctl.filelock import Cancelled, exclusive
 from modelctl.http import (
     TRANSPORT_ERRORS,
@@ -48,6 +55,7 @@ from modelctl.http import (
     header_int,
 )
 from modelctl.huberrors import refusal
+from modelctl.parallel import run_parallel
 from modelctl.partial import Mismatch, PartialFile
 from modelctl.plan import PlannedFile
 from modelctl.presence import check_local
@@ -192,6 +200,31 @@ def fetch_file(
         store.link(ref)
     tracker.done(pf, ref.digest, outcome.bytes_transferred)
     return outcome
+
+
+def fetch_all(
+    todo: Sequence[PlannedFile],
+    store: Store,
+    ctx: FetchContext,
+    tracker: ProgressTracker,
+    jobs: int,
+    download: Download = single_download,
+) -> list[PlannedFile]:
+    """:func:`fetch_file` for every file of ``todo``, largest first, ``jobs`` at a time
+    (until ``ctx.cancel``); a failure is reported to ``tracker`` before it propagates.
+    Returns the files this call downloaded (not those another process finished first)."""
+
+    def one(pf: PlannedFile) -> PlannedFile | None:
+        try:
+            outcome = fetch_file(pf, store, ctx, tracker, download)
+        except ModelctlError as exc:
+            tracker.failed(pf, exc.render())
+            raise
+        return pf if outcome.downloaded else None
+
+    largest_first = sorted(todo, key=lambda f: -(f.size_bytes or 0))
+    results = run_parallel(one, largest_first, jobs, ctx.cancel)
+    return [pf for pf in results if pf is not None]
 
 
 class _Transient(Exception):

@@ -14,10 +14,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modelctl.errors import ModelctlError, OfflineError
-from modelctl.fetch import FetchContext, fetch_file
+from modelctl.errors import OfflineError
+from modelctl.fetch import FetchContext, fetch_all
 from modelctl.http import Timeouts, Transport, default_transport
-from modelctl.parallel import default_jobs, run_parallel
+from modelctl.parallel import default_jobs
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
 from modelctl.retry import RetryPolicy
@@ -76,21 +76,9 @@ class HubSource:
             limits=self.settings.limits,
         ).starting_now()
 
-        segmenter = Segmenter.of(self.segments)
-
-        def one(pf: PlannedFile) -> PlannedFile | None:
-            try:
-                outcome = fetch_file(pf, store, ctx, tracker, segmenter.download)
-            except ModelctlError as exc:
-                tracker.failed(pf, exc.render())
-                raise
-            return pf if outcome.downloaded else None
-
-        largest_first = sorted(todo, key=lambda f: -(f.size_bytes or 0))
         # Every file being fetched holds a connection: never more files than connections.
-        jobs = min(self.jobs or default_jobs(len(largest_first)), self.segments.connections)
-        results = run_parallel(one, largest_first, jobs, cancel)
-        return [pf for pf in results if pf is not None]
+        jobs = min(self.jobs or default_jobs(len(todo)), self.segments.connections)
+        return fetch_all(todo, store, ctx, tracker, jobs, Segmenter.of(self.segments).download)
 
 
 def offline_error(todo: Sequence[PlannedFile]) -> OfflineError:

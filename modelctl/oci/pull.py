@@ -24,13 +24,13 @@ from typing import Final
 
 from modelctl import lockfile
 from modelctl.bundle import MAX_META_BYTES, lock_differences, lock_hash
-from modelctl.errors import LockfileError, ModelctlError
-from modelctl.fetch import FetchContext, fetch_file
+from modelctl.errors import LockfileError
+from modelctl.fetch import FetchContext, fetch_all
 from modelctl.http import StdlibTransport
 from modelctl.oci import modelpack
 from modelctl.oci.reference import Reference
 from modelctl.oci.registry import Registry
-from modelctl.parallel import default_jobs, run_parallel
+from modelctl.parallel import default_jobs
 from modelctl.plan import PlannedFile
 from modelctl.progress import ProgressTracker
 from modelctl.retry import RetryPolicy
@@ -140,17 +140,7 @@ class OciSource:
             "(`modelctl push`), or sync from the Hub",
         )
 
-        def one(pf: PlannedFile) -> PlannedFile | None:
-            try:
-                outcome = fetch_file(pf, store, ctx, tracker)
-            except ModelctlError as exc:
-                tracker.failed(pf, exc.render())
-                raise
-            return pf if outcome.downloaded else None
-
-        largest_first = sorted(todo, key=lambda f: -(f.size_bytes or 0))
-        jobs = self.jobs or default_jobs(len(largest_first))
-        return [pf for pf in run_parallel(one, largest_first, jobs, cancel) if pf is not None]
+        return fetch_all(todo, store, ctx, tracker, self.jobs or default_jobs(len(todo)))
 
 
 def _layer(artifact: modelpack.Artifact, pf: PlannedFile, where: str) -> modelpack.Layer:
