@@ -132,19 +132,7 @@ def parse_tree_page(
 
 
 def _tree_file(r: _Reader, e: dict[str, Any]) -> RemoteFile:
-    path = _path(r, e.get("path"), "path")
-    size = r.size(e.get("size"), path)
-    lfs = e.get("lfs")
-    if lfs is None:
-        return RemoteFile(path, size, _try_digest("gitsha1", e.get("oid")))
-    if not isinstance(lfs, dict):
-        raise r.bad(f"the `lfs` entry of {path!r}", "an object with `oid` and `size`", lfs)
-    lfs_size = r.size(lfs.get("size"), path)
-    if lfs_size is not None and size is not None and lfs_size != size:
-        raise r.bad(f"two sizes for {path!r}", f"size {size} in both places", lfs_size)
-    return RemoteFile(
-        path, lfs_size if lfs_size is not None else size, _try_digest("sha256", lfs.get("oid"))
-    )
+    return _file(r, e, path_key="path", blob_key="oid", lfs_sha_key="oid")
 
 
 def _path(r: _Reader, path: object, key: str) -> str:
@@ -160,22 +148,29 @@ def _path(r: _Reader, path: object, key: str) -> str:
 def _sibling(r: _Reader, s: object) -> RemoteFile:
     if not isinstance(s, dict):
         raise r.bad("a `siblings` entry is not an object", "an object with `rfilename`", s)
-    path = _path(r, s.get("rfilename"), "rfilename")
-    size = r.size(s.get("size"), path)
-    lfs = s.get("lfs")
+    return _file(r, s, path_key="rfilename", blob_key="blobId", lfs_sha_key="sha256")
+
+
+def _file(
+    r: _Reader, entry: dict[str, Any], *, path_key: str, blob_key: str, lfs_sha_key: str
+) -> RemoteFile:
+    """One file of either listing (repo info's ``siblings`` or the tree API): the same
+    checks, under the key names each listing uses."""
+    path = _path(r, entry.get(path_key), path_key)
+    size = r.size(entry.get("size"), path)
+    lfs = entry.get("lfs")
     if lfs is None:
-        return RemoteFile(path, size, _try_digest("gitsha1", s.get("blobId")))
+        return RemoteFile(path, size, _try_digest("gitsha1", entry.get(blob_key)))
     if not isinstance(lfs, dict):
-        raise r.bad(f"the `lfs` entry of {path!r}", "an object with `size` and `sha256`", lfs)
+        raise r.bad(
+            f"the `lfs` entry of {path!r}", f"an object with `size` and `{lfs_sha_key}`", lfs
+        )
     lfs_size = r.size(lfs.get("size"), path)
     if lfs_size is not None and size is not None and lfs_size != size:
         raise r.bad(f"two sizes for {path!r}", f"size {size} in both places", lfs_size)
-    # Without lfs.sha256 (some mirrors) the digest is unknown: lock asks with a HEAD.
-    return RemoteFile(path, lfs_size if lfs_size is not None else size, _lfs_digest(lfs))
-
-
-def _lfs_digest(lfs: dict[str, Any]) -> Digest | None:
-    return _try_digest("sha256", lfs.get("sha256"))
+    # Without the LFS sha256 (some mirrors) the digest is unknown: lock asks with a HEAD.
+    digest = _try_digest("sha256", lfs.get(lfs_sha_key))
+    return RemoteFile(path, lfs_size if lfs_size is not None else size, digest)
 
 
 def _try_digest(algorithm: str, hexdigest: object) -> Digest | None:
