@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from modelctl import lockfile
+from modelctl.lock import lockfile
 from modelctl.testing.hub import LocalHub, RequestRecord
 
 MiB = 1024 * 1024

@@ -1,6 +1,6 @@
 """What durability costs: a verified download's commit with and without fsync.
 
-Each file goes through :class:`modelctl.partial.PartialFile` as sync writes it (create,
+Each file goes through :class:`modelctl.store.partial.PartialFile` as sync writes it (create,
 hash + write, verify, fsync the file, rename, fsync the folder, record). The "no fsync"
 runs replace the two fsync calls with nothing, so the difference is exactly what the
 durability promise costs. Two shapes: one large file (the fsync waits for its dirty
@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modelctl import partial
-from modelctl.digest import Digest
-from modelctl.partial import PartialFile
+from modelctl.lock.digest import Digest
+from modelctl.store import partial
+from modelctl.store.partial import PartialFile
 
 MiB = 1024 * 1024
 SHAPES = {"1 x 256 MiB": (1, 256 * MiB), "500 x 16 KiB": (500, 16 * 1024)}

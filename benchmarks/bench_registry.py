@@ -1,7 +1,7 @@
 """What one node costs an OCI registry, so the cost of a fleet can be computed.
 
 A real docker-registry (CNCF Distribution 2.8, filesystem storage) on loopback, behind a
-counting proxy (:class:`modelctl.testing.registry.Proxy`: requests and response-body
+counting proxy (:class:`tests.support.servers.registry.Proxy`: requests and response-body
 bytes, as the registry sent them). The lock of ``bench_fleet`` (two safetensors shards, a
 GGUF, a tokenizer, two small JSON files); each "node" is a fresh HOME and HF cache and a
 separate ``modelctl`` process; the local Hub is stopped before any node syncs.
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.bench_fleet import MANIFEST, MiB, machine_env, make_repos
-from modelctl.testing import registry as reg
 from modelctl.testing.hub import LocalHub
+from tests.support.servers import registry as reg
 
 
 @dataclass(frozen=True)

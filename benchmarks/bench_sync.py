@@ -48,9 +48,9 @@ ROOT_DIR = Path(__file__).resolve().parents[1]
 MODELCTL_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
-    from modelctl import lockfile
+    from modelctl.lock import lockfile
     from modelctl.settings import from_env
-    from modelctl.store import HfCacheStore
+    from modelctl.store.layout import HfCacheStore
     from modelctl.sync import sync
     from pathlib import Path
     lock = lockfile.load(Path(sys.argv[1]))
@@ -61,7 +61,7 @@ MODELCTL_SCRIPT = textwrap.dedent(
         os.environ["PYTHONPATH"]
     ).resolve(), sys.modules["modelctl"].__file__
     try:  # since sync takes a Source; --baseline may race an older tree
-        from modelctl.hub_source import HubSource
+        from modelctl.hub.source import HubSource
         source = HubSource(settings, jobs=jobs)
     except ImportError:
         source = settings
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             cwd=ROOT_DIR,
         )
         lock_path = manifest.with_suffix(".lock")
-        from modelctl import lockfile
+        from modelctl.lock import lockfile
 
         lock = lockfile.load(lock_path)
         commit = next(iter(lock.files())).commit

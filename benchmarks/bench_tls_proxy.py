@@ -1,7 +1,7 @@
 """Cold sync over HTTPS with a private CA, and through a CONNECT proxy: still the fast path?
 
 One LocalHub subprocess serves one large LFS file over HTTPS (a test CA made with
-openssl, trusted through ``SSL_CERT_FILE``); a ``modelctl.testing.proxy`` subprocess
+openssl, trusted through ``SSL_CERT_FILE``); a ``tests.support.servers.proxy`` subprocess
 tunnels ``CONNECT``. Each round times, in a fresh interpreter (imports excluded):
 
 - ``https``: modelctl sync straight to the Hub (http.client + ssl);
@@ -40,11 +40,11 @@ SYNC_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from modelctl import lockfile
-    from modelctl.http import HttpxTransport, Timeouts
-    from modelctl.hub_source import HubSource
+    from modelctl.lock import lockfile
+    from modelctl.transfer.http import HttpxTransport, Timeouts
+    from modelctl.hub.source import HubSource
     from modelctl.settings import from_env
-    from modelctl.store import HfCacheStore
+    from modelctl.store.layout import HfCacheStore
     from modelctl.sync import sync
     lock = lockfile.load(Path(sys.argv[1]))
     settings = from_env(os.environ)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-mib", type=int, default=256)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
-    from modelctl.testing.tls import make_test_ca
+    from tests.support.servers.tls import make_test_ca
 
     work = Path(tempfile.mkdtemp(prefix="modelctl-bench-tls-"))
     procs: list[subprocess.Popen[str]] = []
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             ["modelctl.testing.hub", "--root", str(work / "root"), "--port", "0"], "the hub"
         )
         procs.append(plain)
-        proxy_proc, proxy = serve(["modelctl.testing.proxy"], "the proxy")
+        proxy_proc, proxy = serve(["tests.support.servers.proxy"], "the proxy")
         procs.append(proxy_proc)
         manifest = work / "modelctl.yaml"
         manifest.write_text(

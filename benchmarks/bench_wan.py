@@ -227,7 +227,7 @@ def transfer_scenario(
         hub.terminate()
         hub.wait(timeout=10)
     lock_path = manifest.with_suffix(".lock")
-    from modelctl import lockfile
+    from modelctl.lock import lockfile
 
     lock = lockfile.load(lock_path)
     commit = next(iter(lock.files())).commit

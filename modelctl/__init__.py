@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modelctl._version import __version__
+
 if TYPE_CHECKING:
     from modelctl.provisioning import download_plan, provision
 
-__version__ = "0.1.0"
 __all__ = ["__version__", "download_plan", "provision"]
 
 _LAZY = ("download_plan", "provision")

@@ -18,19 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from modelctl import lockfile
-from modelctl.atomic import atomic_file
-from modelctl.edit import add_asset, remove_asset
 from modelctl.errors import InputError, ManifestError, StorageError
-from modelctl.manifest import KOKORO_REPO, parse_manifest
+from modelctl.fs.atomic import atomic_file
+from modelctl.lock import lockfile
+from modelctl.lock.edit import add_asset, remove_asset
+from modelctl.lock.manifest import KOKORO_REPO, parse_manifest
+from modelctl.lock.types import Lock, Manifest
+from modelctl.lock.yamldoc import read_text
 from modelctl.project import Project, load_previous
-from modelctl.types import Lock, Manifest
-from modelctl.yamldoc import read_text
 
 if TYPE_CHECKING:
-    from modelctl.hub import HubClient
+    from modelctl.hub.client import HubClient
 
-# modelctl.resolve (and through it huggingface_hub) is imported where a resolve runs:
+# modelctl.hub.resolve (and through it huggingface_hub) is imported where a resolve runs:
 # importing this module costs a CLI start-up nothing.
 
 KINDS: Final = ("files", "stt", "gguf", "kokoro", "api")
@@ -138,7 +138,7 @@ def add(
     dry_run: bool = False,
 ) -> Change:
     """Add asset ``name``; resolve it on the Hub; write the manifest and the lock."""
-    from modelctl.resolve import resolve
+    from modelctl.hub.resolve import resolve
 
     before, old = _read(project)
     after = add_asset(before, name, spec, str(project.manifest_path))
@@ -161,7 +161,7 @@ def add(
 def remove(project: Project, name: str, client: HubClient, *, dry_run: bool = False) -> Change:
     """Remove asset ``name`` from the manifest and the lock (``client`` is asked only when
     the lock was stale)."""
-    from modelctl.resolve import resolve
+    from modelctl.hub.resolve import resolve
 
     before, old = _read(project)
     after = remove_asset(before, name, str(project.manifest_path))
@@ -212,7 +212,7 @@ def _finish(
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``path`` atomically (:mod:`modelctl.atomic`), keeping an existing file's mode."""
+    """Write ``path`` atomically (:mod:`modelctl.fs.atomic`), keeping an existing file's mode."""
     try:
         mode = path.stat().st_mode & 0o7777 if path.exists() else None
         with atomic_file(path) as f:

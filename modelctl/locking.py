@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelctl import lockfile
 from modelctl.errors import InputError, StaleLockError
-from modelctl.lockfile import LockDiff
-from modelctl.plan import DownloadPlan, plan_lock
-from modelctl.presence import present_refs
+from modelctl.lock import lockfile
+from modelctl.lock.lockfile import LockDiff
+from modelctl.lock.plan import DownloadPlan, plan_lock
+from modelctl.lock.types import Lock, Manifest
 from modelctl.project import (
     LockMode,
     Project,
@@ -28,20 +28,21 @@ from modelctl.project import (
     make_store,
     read_manifest,
 )
-from modelctl.retry import RetryPolicy
 from modelctl.settings import Settings
-from modelctl.types import Lock, Manifest
+from modelctl.store.presence import present_refs
+from modelctl.transfer.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from modelctl.hub import HubClient
+    from modelctl.hub.client import HubClient
 
-# modelctl.hub and modelctl.resolve (huggingface_hub, httpx2: ~100 ms) are imported by the
-# functions that reach the Hub, so a `sync --frozen` or the runtime never loads them.
+# modelctl.hub.client and modelctl.hub.resolve (huggingface_hub, httpx2: ~100 ms) are
+# imported by the functions that reach the Hub, so a `sync --frozen` or the runtime never
+# loads them.
 
 
 def make_client(settings: Settings, on_wait: Callable[[str], None] | None = None) -> HubClient:
     """The Hub client for lock; ``on_wait`` is told each wait before a retry."""
-    from modelctl.hub import HfHubClient
+    from modelctl.hub.client import HfHubClient
 
     return HfHubClient(
         settings.endpoint,
@@ -69,7 +70,7 @@ def lock(
     upgrade_assets: Collection[str] = (),
 ) -> LockResult:
     previous = load_previous(project.lock_path)
-    from modelctl.resolve import resolve
+    from modelctl.hub.resolve import resolve
 
     new = resolve(manifest, client, previous, upgrade=upgrade, upgrade_assets=upgrade_assets)
     written = lockfile.write(project.lock_path, new)
@@ -96,7 +97,7 @@ def plan(
         current = check(project, manifest)
     except StaleLockError as exc:
         previous = load_previous(project.lock_path)
-        from modelctl.resolve import resolve
+        from modelctl.hub.resolve import resolve
 
         current = resolve(manifest, client or make_client(settings), previous)
         note = f"{exc.message}; planned from a fresh resolve (run `modelctl lock` to save it)"

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelctl.errors import InputError
-from modelctl.hubjson import RemoteFile, RepoSnapshot
-from modelctl.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
+from modelctl.hub.answers import RemoteFile, RepoSnapshot
+from modelctl.lock.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
 
 if TYPE_CHECKING:
-    from modelctl.hub import HubClient
+    from modelctl.hub.client import HubClient
 
-# modelctl.resolve (and through it huggingface_hub) is imported where a resolve runs:
+# modelctl.hub.resolve (and through it huggingface_hub) is imported where a resolve runs:
 # importing this module costs a CLI start-up nothing.
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -123,7 +123,7 @@ def outdated(manifest: Manifest, lock: Lock, client: HubClient) -> OutdatedRepor
     ``lock`` must match ``manifest`` (``modelctl lock --check``). An asset that no longer
     resolves (a file or glob gone at the new commit) is reported with its error, not raised.
     """
-    from modelctl.resolve import resolve
+    from modelctl.hub.resolve import resolve
 
     shared = _SharedSnapshots(client)
     rows: list[SourceStatus] = []

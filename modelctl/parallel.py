@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Final, TypeVar
 
 from modelctl.errors import ModelctlError
-from modelctl.filelock import Cancelled
+from modelctl.fs.flock import Cancelled
 
 DEFAULT_MAX_JOBS: Final = 8
 DEFAULT_CONNECTIONS: Final = 8  # in all, over the files of a sync (like aria2c -x8)

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from modelctl.digest import Digest
-from modelctl.plan import DownloadPlan, PlannedFile
+from modelctl.lock.digest import Digest
+from modelctl.lock.plan import DownloadPlan, PlannedFile
 
 PROGRESS_EVERY_BYTES: Final = 1024 * 1024
 PROGRESS_EVERY_S: Final = 0.1

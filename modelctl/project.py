@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from modelctl import lockfile
 from modelctl.errors import InputError, StaleLockError
-from modelctl.manifest import load_manifest
-from modelctl.paths import find_upwards
+from modelctl.fs.paths import find_upwards
+from modelctl.lock import lockfile
+from modelctl.lock.manifest import load_manifest
+from modelctl.lock.types import Lock, Manifest
 from modelctl.settings import Settings
-from modelctl.store import HfCacheStore, Store, TargetStore
-from modelctl.types import Lock, Manifest
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 
 MANIFEST_NAME: Final = "modelctl.yaml"
 

@@ -24,22 +24,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.http import Transport
-from modelctl.hub import HubClient
-from modelctl.hub_source import HubSource, transport_for
+from modelctl.hub.client import HubClient
+from modelctl.hub.source import HubSource, transport_for
+from modelctl.lock.plan import DownloadPlan, plan_lock
+from modelctl.lock.types import Lock
 from modelctl.locking import lock_for
 from modelctl.parallel import DEFAULT_CONNECTIONS
-from modelctl.plan import DownloadPlan, plan_lock
-from modelctl.presence import present_refs
 from modelctl.progress import Event, NullProgress, ProgressListener
 from modelctl.project import LockMode, make_store
 from modelctl.runtime import LockedModels
 from modelctl.runtime.loader import Verify
-from modelctl.segments import SegmentPolicy
 from modelctl.settings import Settings, from_env
-from modelctl.store import Store
+from modelctl.store.layout import Store
+from modelctl.store.presence import present_refs
 from modelctl.sync import sync
-from modelctl.types import Lock
+from modelctl.transfer.http import Transport
+from modelctl.transfer.segments import SegmentPolicy
 
 PathLike = str | os.PathLike[str]
 #: A listener: anything with ``on_event(event)``, or a plain callable taking the event.
@@ -186,7 +186,7 @@ def provision(
     events. Called from worker threads, one event at a time.
     ``jobs``: parallel downloads (default min(8, files)). ``connections``: in all, over
     every file (default 8, like ``aria2c -x8``); a large file is split into ranges fetched
-    at once (see :mod:`modelctl.segments`). ``verify``: as for
+    at once (see :mod:`modelctl.transfer.segments`). ``verify``: as for
     :func:`modelctl.runtime.open_lock`. ``env``: the environment to read (default
     ``os.environ``: HF_ENDPOINT, HF_TOKEN, HF_HOME, proxies, ...). ``transport``: for
     tests; by default the stdlib client, through the proxies ``env`` names (HTTP_PROXY,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from modelctl import __version__
+from modelctl._version import __version__
 from modelctl.errors import InputError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

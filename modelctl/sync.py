@@ -1,19 +1,19 @@
 """Sync: make the machine hold every file of a lock, byte-exact, and change nothing else.
 
 The one skeleton every way of getting bytes goes through; a :class:`Source` only fetches
-the files still missing (:class:`~modelctl.hub_source.HubSource`: parallel HTTP from the
-Hub; :class:`~modelctl.bundle_source.BundleSource`: a bundle's tar, in order):
+the files still missing (:class:`~modelctl.hub.source.HubSource`: parallel HTTP from the
+Hub; :class:`~modelctl.bundle.source.BundleSource`: a bundle's tar, in order):
 
 0. Refuse a --target tree with a symlink on the way to any file it would write
-   (:func:`modelctl.store.check_writable`), before anything is written.
+   (:func:`modelctl.store.layout.check_writable`), before anything is written.
 1. Inspect (local only): a file is present when its content exists with the locked size
    and a record vouches for it; present without a record (placed by another tool), it is
    hashed once against the locked digest and recorded
-   (:func:`modelctl.presence.check_local`). No request is made when every file is present.
-2. Plan (pure, :func:`modelctl.plan.plan_lock`) and announce it (the progress tracker).
+   (:func:`modelctl.store.presence.check_local`). No request is made when every file is present.
+2. Plan (pure, :func:`modelctl.lock.plan.plan_lock`) and announce it (the progress tracker).
 3. Link the files already present (HF cache snapshots).
 4. The source fetches what is missing, each file under its own lock, through
-   :class:`~modelctl.partial.PartialFile`.
+   :class:`~modelctl.store.partial.PartialFile`.
 5. Write ``refs/<branch>``; report SyncFinished (also after a failure).
 
 Ctrl-C sets the cancel event: workers stop after their current chunk, partial files stay
@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from modelctl.lock.plan import DownloadPlan, PlannedFile, plan_lock
+from modelctl.lock.types import FileRef, Lock
 from modelctl.parallel import DEFAULT_MAX_JOBS, run_parallel
-from modelctl.plan import DownloadPlan, PlannedFile, plan_lock
-from modelctl.presence import check_local
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
-from modelctl.store import Store, check_writable
-from modelctl.types import FileRef, Lock
+from modelctl.store.layout import Store, check_writable
+from modelctl.store.presence import check_local
 
 
 class Source(Protocol):

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import click
 
-from modelctl import lockfile
 from modelctl.cli.format import human_bytes, table
 from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
 from modelctl.cli.options import asset_option, emit_json, info, json_option
 from modelctl.cli.sync_cmds import find_lockfile
-from modelctl.gc import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
 from modelctl.project import make_store
-from modelctl.status import status
-from modelctl.types import Lock
+from modelctl.store.gc import DEFAULT_PARTIAL_AGE_S, GcPlan, GcResult, collect, find_garbage
+from modelctl.store.status import status
 
 _TARGET_TEXT = "a `sync --target DIR` tree instead of the HF cache."
 
@@ -44,7 +44,7 @@ def bundle_cmd(
     """
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     store = make_store(settings_for(None), target)
-    from modelctl.bundle import write_bundle  # tarfile & co.: only for this command
+    from modelctl.bundle.archive import write_bundle  # tarfile & co.: only for this command
 
     result = write_bundle(lock, store, out)
     if as_json:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from modelctl import lockfile
 from modelctl.cli.main import EPILOG, cli, project_options
 from modelctl.cli.sync_cmds import find_lockfile
-from modelctl.types import Lock
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
 
 
 def copy_lines(lock: Lock, stage: str, source: str, dest: str) -> list[str]:

@@ -11,12 +11,12 @@ from modelctl.change import KINDS, AssetOptions, Change, asset_spec
 from modelctl.cli.format import tell_wait
 from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
 from modelctl.cli.options import emit_json, info, json_option, note
-from modelctl.edit import unified_diff
 from modelctl.errors import ManifestError
+from modelctl.lock.edit import unified_diff
+from modelctl.lock.manifest import STT_DEFAULT_FILES, parse_manifest
+from modelctl.lock.yamldoc import read_text
 from modelctl.locking import make_client
-from modelctl.manifest import STT_DEFAULT_FILES, parse_manifest
 from modelctl.project import Project
-from modelctl.yamldoc import read_text
 
 
 @cli.command("add", epilog=EPILOG)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import click
 
-from modelctl.plan import DownloadPlan
+from modelctl.lock.plan import DownloadPlan
 
 
 def human_bytes(n: int | None) -> str:

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from modelctl import __version__, locking, project
+from modelctl import locking, project
+from modelctl._version import __version__
 from modelctl.cli.format import plan_table, tell_wait
 from modelctl.cli.options import asset_option, detail, emit_json, json_option, note
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError, redact
-from modelctl.plan import make_plan
+from modelctl.lock.plan import make_plan
+from modelctl.lock.types import Manifest
 from modelctl.settings import Settings, from_env, token_values
-from modelctl.types import Manifest
 
 if TYPE_CHECKING:
     from modelctl.oci.reference import Reference

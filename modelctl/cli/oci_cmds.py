@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from modelctl import lockfile
 from modelctl.cli.format import human_bytes
 from modelctl.cli.main import (
     EPILOG,
@@ -19,6 +18,7 @@ from modelctl.cli.main import (
 )
 from modelctl.cli.options import asset_option, info
 from modelctl.cli.sync_cmds import find_lockfile
+from modelctl.lock import lockfile
 from modelctl.oci import reference
 from modelctl.project import make_store
 

@@ -25,7 +25,7 @@ VERBOSE = 1
 def asset_option(func: F) -> F:
     """``--asset NAME`` (repeatable), passed as ``assets: tuple[str, ...]``.
 
-    Use with :meth:`modelctl.types.Lock.select`: one lock, a subset per service image.
+    Use with :meth:`modelctl.lock.types.Lock.select`: one lock, a subset per service image.
     """
     return click.option(
         "--asset",

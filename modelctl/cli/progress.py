@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Final, TextIO
 
 from modelctl.cli.format import human_bytes
-from modelctl.plan import PlannedFile
+from modelctl.lock.plan import PlannedFile
 from modelctl.progress import (
     AggregateProgress,
     DownloadPlanReady,

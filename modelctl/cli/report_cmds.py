@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from modelctl import lockfile
 from modelctl.change import write_text
 from modelctl.cli.format import human_bytes, table, tell_wait
 from modelctl.cli.main import EPILOG, cli, load_project, project_options, settings_for
 from modelctl.cli.options import asset_option, emit_json, info, json_option
 from modelctl.cli.sync_cmds import find_lockfile
+from modelctl.lock import lockfile
+from modelctl.lock.sbom import cyclonedx
 from modelctl.locking import make_client
 from modelctl.outdated import OutdatedReport, SourceStatus, outdated
 from modelctl.project import check, read_manifest
-from modelctl.sbom import cyclonedx
 
 
 @cli.command("outdated", epilog=EPILOG)

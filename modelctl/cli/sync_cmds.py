@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import click
 
-from modelctl import lockfile, locking
+from modelctl import locking
 from modelctl.cli.format import human_bytes, tell_wait
 from modelctl.cli.main import (
     EPILOG,
@@ -33,9 +33,11 @@ from modelctl.cli.options import (
     verbosity,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
+from modelctl.lock import lockfile
+from modelctl.lock.plan import PlannedFile
+from modelctl.lock.types import Lock
 from modelctl.oci import reference
 from modelctl.parallel import DEFAULT_CONNECTIONS
-from modelctl.plan import PlannedFile
 from modelctl.progress import (
     Event,
     NullProgress,
@@ -45,10 +47,9 @@ from modelctl.progress import (
 )
 from modelctl.project import LockMode, find_lock, make_store
 from modelctl.settings import Settings
-from modelctl.store import Store
+from modelctl.store.layout import Store
+from modelctl.store.verify import VerifyReport, check, raise_problems
 from modelctl.sync import Source, sync
-from modelctl.types import Lock
-from modelctl.verify import VerifyReport, check, raise_problems
 
 
 class _Recorder:
@@ -100,8 +101,8 @@ def _hub_source(settings: Settings, jobs: int | None, connections: int) -> Sourc
         return _OfflineSource(settings)
     import urllib.request
 
-    from modelctl.hub_source import HubSource, transport_for
-    from modelctl.segments import SegmentPolicy
+    from modelctl.hub.source import HubSource, transport_for
+    from modelctl.transfer.segments import SegmentPolicy
 
     # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
     transport = transport_for(settings, urllib.request.getproxies())
@@ -124,7 +125,7 @@ class _OfflineSource:
     ) -> Sequence[PlannedFile]:
         if not todo:
             return []
-        from modelctl.hub_source import HubSource
+        from modelctl.hub.source import HubSource
 
         return HubSource(self.settings).fetch(todo, store, tracker, cancel)
 
@@ -238,11 +239,11 @@ def sync_cmd(
     if deadline is not None:
         settings = replace(settings, limits=replace(settings.limits, deadline_s=deadline))
     if bundle is not None:
-        from modelctl.bundle_source import install_bundle
+        from modelctl.bundle.source import install_bundle
 
         install_bundle(bundle, lock, store, listener=recorder)
     elif oci_ref is not None:
-        from modelctl.oci.pull import OciSource  # the registry client: only for --from
+        from modelctl.oci.source import OciSource  # the registry client: only for --from
 
         registry = open_registry(oci_ref, insecure, ca_cert)
         sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)

@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from modelctl.digest import Digest
 from modelctl.errors import InputError
-from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef
+from modelctl.lock.digest import Digest
+from modelctl.lock.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef
 
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE: Final = "application/vnd.cncf.model.manifest.v1+json"
@@ -44,7 +44,7 @@ ANN_FILEPATH: Final = "org.cncf.model.filepath"
 ANN_TITLE: Final = "org.opencontainers.image.title"
 ANN_ASSET: Final = "dev.modelctl.asset"
 ANN_SOURCE: Final = "dev.modelctl.source"
-ANN_DIGEST: Final = "dev.modelctl.digest"
+ANN_DIGEST: Final = "dev.modelctl.lock.digest"
 ANN_ROLE: Final = "dev.modelctl.role"
 ANN_LOCK: Final = "dev.modelctl.lock"  # manifest annotation: sha256 of the lockfile's bytes
 LOCK_TITLE: Final = "modelctl.lock"

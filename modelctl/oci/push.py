@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from modelctl import lockfile
-from modelctl.bundle import require_present
-from modelctl.digest import Digest, new_hasher
+from modelctl.bundle.archive import require_present
 from modelctl.errors import IntegrityError, StorageError, VerificationError
+from modelctl.lock import lockfile
+from modelctl.lock.digest import Digest, new_hasher
+from modelctl.lock.types import FileRef, Lock
 from modelctl.oci import modelpack
 from modelctl.oci.registry import Outgoing, Registry
 from modelctl.parallel import run_parallel
-from modelctl.store import Store
-from modelctl.types import FileRef, Lock
+from modelctl.store.layout import Store
 
 CHUNK: Final = 8 * 1024 * 1024
 DEFAULT_PUSH_JOBS: Final = 4

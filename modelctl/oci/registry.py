@@ -13,7 +13,7 @@ clouds' registries speak it.
 - **Blobs.** ``HEAD`` before any upload; cross-repository mount; monolithic upload
   (``POST`` + ``PUT ?digest=``) for small blobs, chunked (``PATCH`` with
   ``Content-Range``) for big ones, so no single request carries gigabytes. Downloads of
-  big blobs go through :mod:`modelctl.fetch` (resume, verification); its transport follows
+  big blobs go through :mod:`modelctl.transfer.fetch` (resume, verification); its transport follows
   redirects (S3-backed registries answer a blob ``GET`` with a 307) and drops
   ``Authorization`` on another origin.
 - **Errors.** Unreachable, refused, or failing again and again: NetworkError (exit 3);

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from modelctl import lockfile
-from modelctl.digest import digest_file
 from modelctl.errors import InputError, VerificationError
-from modelctl.presence import Presence, presence
+from modelctl.lock import lockfile
+from modelctl.lock.digest import digest_file
+from modelctl.lock.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef, Lock
 from modelctl.project import find_lock
 from modelctl.runtime.kokoro import Kokoro, KokoroPaths
 from modelctl.runtime.whisper import FOLDER_FILES, MODEL_FILE, WhisperPaths, missing_files
 from modelctl.settings import hf_cache_dir
-from modelctl.store import HfCacheStore, Store, TargetStore
-from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRef, Lock
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
+from modelctl.store.presence import Presence, presence
 
 Verify = Literal["fast", "full", "none"]
 

@@ -1,11 +1,10 @@
-"""Test servers, public for tests and users' CI: the local Hub, and a registry runner.
+"""The local Hub, public for tests and users' CI.
 
 - :mod:`modelctl.testing.repos`: the repos served from a folder (commits, hashes, JSON);
 - :mod:`modelctl.testing.faults`: the failures it injects on demand;
 - :mod:`modelctl.testing.hub`: the server (:class:`~modelctl.testing.hub.LocalHub`), its
-  request log, and ``python -m modelctl.testing.hub --root DIR --port 0``;
-- :mod:`modelctl.testing.registry`: Debian's ``docker-registry`` on loopback, for the OCI
-  tests.
+  request log, and ``python -m modelctl.testing.hub --root DIR --port 0``.
 
-The real model assets and the demo are not shipped: they live in ``scripts/``.
+Repo-only test servers (a docker-registry runner, a CONNECT proxy, a test CA) live in
+``tests/support/servers``; the real model assets and the demo live in ``scripts/``.
 """

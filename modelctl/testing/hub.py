@@ -782,7 +782,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
     p.add_argument("--page-size", type=int, default=1000, help="tree entries per page")
     p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM)")
-    p.add_argument("--tls-key", type=Path, help="... and this key (see modelctl.testing.tls)")
+    p.add_argument("--tls-key", type=Path, help="... and this key (see tests.support.servers.tls)")
     f = p.add_argument_group("faults (see Faults)")
     f.add_argument("--drop-after-bytes", type=int)
     f.add_argument("--drop-count", type=int)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.cli import main
-from modelctl.manifest import load_manifest
-from tests.helpers import lock_text
+from modelctl.lock.manifest import load_manifest
+from tests.support.helpers import lock_text
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "docker"
 

@@ -12,10 +12,10 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from modelctl import lockfile
 from modelctl.cli import main
+from modelctl.lock import lockfile
 from modelctl.testing.hub import LocalHub
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 LFS = ("*.bin", "*.gguf", "*.onnx")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fault_report import REPORT
+from tests.support.fault_report import REPORT
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -14,16 +14,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelctl import lockfile
 from modelctl.cli import main
-from modelctl.digest import Digest
 from modelctl.errors import EXIT_INPUT, LockfileError, ManifestError, UnsafePathError
-from modelctl.hubjson import RemoteFile, RepoSnapshot
-from modelctl.manifest import parse_manifest
-from modelctl.resolve import resolve
-from modelctl.types import RepoType
-from tests.fault_report import REPORT
-from tests.helpers import lock_text
+from modelctl.hub.answers import RemoteFile, RepoSnapshot
+from modelctl.hub.resolve import resolve
+from modelctl.lock import lockfile
+from modelctl.lock.digest import Digest
+from modelctl.lock.manifest import parse_manifest
+from modelctl.lock.types import RepoType
+from tests.support.fault_report import REPORT
+from tests.support.helpers import lock_text
 
 pytestmark = pytest.mark.faults
 
@@ -237,7 +237,7 @@ def test_token_never_appears_in_output_errors_or_lockfile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from modelctl.testing.hub import LocalHub
-    from tests.helpers import write_repo
+    from tests.support.helpers import write_repo
 
     REPORT.add("bad_inputs", 4)
 

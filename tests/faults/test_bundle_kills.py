@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.bundle import INDEX_MEMBER, LOCK_MEMBER
-from tests.fault_report import REPORT
-from tests.faults.common import MiB, blob, cli_env, make_project, run_cli
+from modelctl.bundle.archive import INDEX_MEMBER, LOCK_MEMBER
+from tests.support.fault_report import REPORT
+from tests.support.faults import MiB, blob, cli_env, make_project, run_cli
 
 pytestmark = pytest.mark.faults
 

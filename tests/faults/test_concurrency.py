@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from modelctl.cli import main
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     Project,
     audit,

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
 from modelctl.errors import InputError, NetworkError
-from modelctl.fetch import RetryPolicy
-from modelctl.http import Response, StdlibTransport, Timeouts, Transport
-from modelctl.hub_source import HubSource
+from modelctl.hub.source import HubSource
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
 from modelctl.settings import Limits, from_env
-from modelctl.store import TargetStore
+from modelctl.store.layout import TargetStore
 from modelctl.sync import SyncResult, sync
 from modelctl.testing.hub import LocalHub
-from modelctl.types import Lock
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from modelctl.transfer.fetch import RetryPolicy
+from modelctl.transfer.http import Response, StdlibTransport, Timeouts, Transport
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     FAST,
     Project,
     audit,

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from modelctl import partial
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.store import partial
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     Project,
     audit,
@@ -211,7 +211,7 @@ def test_full_tmpfs_exit_5_then_resume(
 
 
 class FullDiskOs:
-    """``os`` as modelctl.partial (which writes every synced file) sees it, on a disk
+    """``os`` as modelctl.store.partial (which writes every synced file) sees it, on a disk
     that fills up after ``budget`` bytes."""
 
     def __init__(self, budget: int) -> None:

@@ -19,9 +19,9 @@ import pytest
 
 from modelctl.errors import NetworkError, redact
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import blob, cli_env
-from tests.helpers import write_repo
+from tests.support.fault_report import REPORT
+from tests.support.faults import blob, cli_env
+from tests.support.helpers import write_repo
 
 pytestmark = pytest.mark.faults
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.gc import collect, find_garbage
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.store.gc import collect, find_garbage
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     Project,
     audit,
     blob,
@@ -151,7 +151,7 @@ def test_gc_never_deletes_through_a_symlink(
 def test_gc_refuses_a_symlinked_parent_between_listing_and_deleting(tmp_path: Path) -> None:
     """The folder of a listed item is swapped for a symlink after the listing: the
     deletion goes down from the root without following it, and skips the item."""
-    from modelctl.gc import Garbage, GcPlan
+    from modelctl.store.gc import Garbage, GcPlan
 
     root = tmp_path / "tree"
     (root / "a" / "sub").mkdir(parents=True)

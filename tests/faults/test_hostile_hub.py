@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from modelctl.errors import EXIT_INPUT, EXIT_NETWORK, UnsafePathError
-from modelctl.store import HfCacheStore
+from modelctl.lock.types import FileRef, is_commit
+from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
-from modelctl.types import FileRef, is_commit
-from tests.fault_report import REPORT
-from tests.faults.common import run_cli
-from tests.helpers import blob, lock_text, write_repo
+from tests.support.fault_report import REPORT
+from tests.support.faults import run_cli
+from tests.support.helpers import blob, lock_text, write_repo
 
 pytestmark = pytest.mark.faults
 
@@ -122,7 +122,7 @@ def test_the_cache_store_refuses_a_commit_that_is_not_a_commit_id(
     commit: str, tmp_path: Path
 ) -> None:
     """The last line, whoever hands the store a ref: no path is built from a bad commit."""
-    from modelctl.digest import Digest
+    from modelctl.lock.digest import Digest
 
     store = HfCacheStore(tmp_path / "cache")
     ref = FileRef("a", "model", "org/t", commit, "x.bin", 3, Digest("gitsha1", "1" * 40), "file")

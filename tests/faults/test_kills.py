@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     Project,
     audit,
@@ -227,7 +227,7 @@ def test_a_partial_file_complete_at_the_kill_is_verified_not_downloaded_again(
     """Killed after the last byte was written but before the rename: the next run hashes
     the partial file and moves it into place without a request; a complete partial file
     with a wrong byte is downloaded again from zero."""
-    from tests.faults.common import lib_sync, resolve_gets
+    from tests.support.faults import lib_sync, resolve_gets
 
     project = make_project(tmp_path / "proj", hub_root, REPOS, MANIFEST)
     store: Store = (

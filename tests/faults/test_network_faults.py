@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from modelctl.errors import EXIT_INTEGRITY, EXIT_NETWORK, IntegrityError, NetworkError
-from modelctl.filelock import Cancelled
-from modelctl.http import StdlibTransport, Timeouts
-from modelctl.retry import RetryPolicy
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.fs.flock import Cancelled
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
+from modelctl.store.verify import verify
 from modelctl.testing.hub import LocalHub
-from modelctl.verify import verify
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from modelctl.transfer.http import StdlibTransport, Timeouts
+from modelctl.transfer.retry import RetryPolicy
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     Project,
     audit,

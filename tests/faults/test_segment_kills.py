@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.segments import Ranges, state_path
-from modelctl.store import HfCacheStore
+from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from modelctl.transfer.segments import Ranges, state_path
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     audit,
     blob,

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from modelctl.errors import LockfileError
+from modelctl.fs.safeio import NotRegularFile, TooLarge, read_bounded
 from modelctl.runtime import open_lock
-from modelctl.safeio import NotRegularFile, TooLarge, read_bounded
-from modelctl.store import HfCacheStore, TargetStore
-from tests.fault_report import REPORT
-from tests.faults.common import Project, audit, blob, cli_env, make_project, run_cli
+from modelctl.store.layout import HfCacheStore, TargetStore
+from tests.support.fault_report import REPORT
+from tests.support.faults import Project, audit, blob, cli_env, make_project, run_cli
 
 pytestmark = pytest.mark.faults
 

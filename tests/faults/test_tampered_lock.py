@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from modelctl.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTEGRITY
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     Project,
     audit,
@@ -26,7 +26,7 @@ from tests.faults.common import (
     settle,
     stray_temp_files,
 )
-from tests.helpers import write_repo
+from tests.support.helpers import write_repo
 
 pytestmark = pytest.mark.faults
 

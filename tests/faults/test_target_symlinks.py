@@ -11,10 +11,10 @@ import pytest
 
 from modelctl.errors import EXIT_INPUT, UnsafePathError
 from modelctl.progress import DownloadPlanReady, Event
-from modelctl.store import HfCacheStore, TargetStore
+from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.testing.hub import LocalHub
-from tests.fault_report import REPORT
-from tests.faults.common import (
+from tests.support.fault_report import REPORT
+from tests.support.faults import (
     MiB,
     Project,
     audit,

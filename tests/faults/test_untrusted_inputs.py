@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
-from modelctl.bundle import INDEX_MEMBER, LOCK_MEMBER, BundleError, BundleIndex
-from modelctl.http import Response, StdlibTransport, Transport
-from modelctl.store import TargetStore
-from modelctl.types import Lock
-from tests.fault_report import REPORT
-from tests.faults.common import audit, blob, lib_sync, make_project, run_cli
+from modelctl.bundle.archive import INDEX_MEMBER, LOCK_MEMBER, BundleError, BundleIndex
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
+from modelctl.store.layout import TargetStore
+from modelctl.transfer.http import Response, StdlibTransport, Transport
+from tests.support.fault_report import REPORT
+from tests.support.faults import audit, blob, lib_sync, make_project, run_cli
 
 pytestmark = pytest.mark.faults
 

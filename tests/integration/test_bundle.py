@@ -16,16 +16,16 @@ from pathlib import Path
 import huggingface_hub as hf
 import pytest
 
-from modelctl import lockfile
-from modelctl.bundle import BundleMismatchError, lock_hash
-from modelctl.bundle_source import install_bundle
+from modelctl.bundle.archive import BundleMismatchError, lock_hash
+from modelctl.bundle.source import install_bundle
 from modelctl.cli import main
-from modelctl.record import read_record
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
 from modelctl.runtime import open_lock
-from modelctl.store import HfCacheStore, TargetStore
+from modelctl.store.layout import HfCacheStore, TargetStore
+from modelctl.store.record import read_record
 from modelctl.testing.hub import LocalHub
-from modelctl.types import Lock
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 MANIFEST = """\
 assets:

@@ -21,7 +21,7 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.testing.hub import LocalHub
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 MANIFEST = """\
 assets:

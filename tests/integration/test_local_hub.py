@@ -22,7 +22,7 @@ import pytest
 from huggingface_hub import errors as hf_errors
 
 from modelctl.testing.hub import Faults, LocalHub
-from tests.helpers import blob
+from tests.support.helpers import blob
 
 MiB = 1024 * 1024
 REPO = "org/model"

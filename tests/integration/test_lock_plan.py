@@ -9,10 +9,10 @@ from pathlib import Path
 import huggingface_hub as hf
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
+from modelctl.lock import lockfile
 from modelctl.testing.hub import LocalHub
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 MiB = 1024 * 1024
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
-from modelctl.store import HfCacheStore
+from modelctl.lock import lockfile
+from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
-from tests.helpers import write_repo
+from tests.support.helpers import write_repo
 
 MANIFEST = """\
 assets:

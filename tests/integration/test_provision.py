@@ -16,11 +16,11 @@ import pytest
 import modelctl
 from modelctl.cli import main
 from modelctl.errors import InputError, OfflineError, StaleLockError
-from modelctl.http import HttpxTransport, StdlibTransport, default_transport
 from modelctl.progress import DownloadPlanReady, Event, FileDone, SyncFinished
 from modelctl.provisioning import as_listener, proxies_of
 from modelctl.runtime import LockedModels
-from tests.helpers import blob, write_repo
+from modelctl.transfer.http import HttpxTransport, StdlibTransport, default_transport
+from tests.support.helpers import blob, write_repo
 
 MANIFEST = "assets:\n  m:\n    repo: org/m\n    files: [w.bin, cfg.json]\n"
 W = blob(1, 300_000)

@@ -19,9 +19,9 @@ import pytest
 from modelctl.cli.main import main
 from modelctl.errors import EXIT_INPUT, EXIT_NETWORK
 from modelctl.testing.hub import LocalHub
-from modelctl.testing.proxy import ConnectProxy
-from modelctl.testing.tls import CertAuthority, make_test_ca
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
+from tests.support.servers.proxy import ConnectProxy
+from tests.support.servers.tls import CertAuthority, make_test_ca
 
 TOKEN = "hf_LoggedInUserToken0123456789"
 
@@ -304,11 +304,11 @@ def test_files_over_50_gb_are_asked_with_range_from_the_first_byte(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """The Hub wants Range for a single file over 50 GB: the bound, lowered to 100 KB here."""
-    import modelctl.fetch
+    import modelctl.transfer.fetch
 
     small, big = blob(9, 1000), blob(10, 200_000)
     write_repo(local_hub.root, "org/t", {"small.bin": small, "big.bin": big})
-    monkeypatch.setattr(modelctl.fetch, "RANGE_ALWAYS_ABOVE", 100_000)
+    monkeypatch.setattr(modelctl.transfer.fetch, "RANGE_ALWAYS_ABOVE", 100_000)
     m = manifest(tmp_path, "org/t", "['*.bin']")
     assert cli(capsys, "lock", "-m", str(m))[0] == 0
     code, _out, err = cli(capsys, "sync", "-m", str(m))
@@ -359,7 +359,7 @@ def test_sync_through_a_connect_proxy_keeps_the_fast_transport(
     tmp_path: Path, tls_hub: LocalHub, hf_env: Path, test_ca: CertAuthority,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from modelctl.http import StdlibTransport, default_transport
+    from modelctl.transfer.http import StdlibTransport, default_transport
 
     data = blob(7, 300_000)
     write_repo(tls_hub.root, "org/t", {"model.bin": data, "a.txt": b"a"})
@@ -387,10 +387,10 @@ def test_plain_http_through_a_forward_proxy_and_no_proxy(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     fresh_hf_session: None,
 ) -> None:  # fmt: skip
-    from modelctl.hub_source import HubSource
-    from modelctl.lockfile import load
+    from modelctl.hub.source import HubSource
+    from modelctl.lock.lockfile import load
     from modelctl.settings import from_env
-    from modelctl.store import HfCacheStore
+    from modelctl.store.layout import HfCacheStore
     from modelctl.sync import sync
 
     write_repo(local_hub.root, "org/t", {"a.txt": b"a" * 1000})

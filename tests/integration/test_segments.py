@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.hub_source import HubSource
-from modelctl.segments import SegmentPolicy, state_path
+from modelctl.hub.source import HubSource
 from modelctl.settings import from_env
-from modelctl.store import HfCacheStore, Store, TargetStore
+from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.sync import SyncResult, sync
 from modelctl.testing.hub import LocalHub, RequestRecord
-from tests.faults.common import (
+from modelctl.transfer.segments import SegmentPolicy, state_path
+from tests.support.faults import (
     FAST,
     Project,
     audit,
@@ -27,7 +27,7 @@ from tests.faults.common import (
     stray_temp_files,
     was_short,
 )
-from tests.helpers import blob
+from tests.support.helpers import blob
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.faults.common import cli_env, make_project
-from tests.helpers import blob
+from tests.support.faults import cli_env, make_project
+from tests.support.helpers import blob
 
 MANIFEST = """\
 assets:
@@ -18,7 +18,13 @@ assets:
     files: [w.safetensors, config.json]
 """
 NETWORK = {"huggingface_hub", "httpx2", "httpx", "http.client", "urllib.request", "ssl"}
-HEAVY = {"jsonschema", "modelctl.hub", "modelctl.fetch", "modelctl.http", "modelctl.bundle"}
+HEAVY = {
+    "jsonschema",
+    "modelctl.hub.client",
+    "modelctl.transfer.fetch",
+    "modelctl.transfer.http",
+    "modelctl.bundle.archive",
+}
 
 SYNC = """
 import json, sys

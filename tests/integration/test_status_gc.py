@@ -11,14 +11,14 @@ from pathlib import Path
 import huggingface_hub as hf
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
-from modelctl.filelock import exclusive
-from modelctl.gc import collect, find_garbage
-from modelctl.store import HfCacheStore
+from modelctl.fs.flock import exclusive
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
+from modelctl.store.gc import collect, find_garbage
+from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
-from modelctl.types import Lock
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 V1 = """\
 assets:

@@ -14,10 +14,11 @@ from pathlib import Path
 import huggingface_hub as hf
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.errors import IntegrityError, NetworkError
-from modelctl.hub_source import HubSource
+from modelctl.hub.source import HubSource
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
 from modelctl.progress import (
     AggregateProgress,
     DownloadPlanReady,
@@ -27,13 +28,12 @@ from modelctl.progress import (
     FileStarted,
     SyncFinished,
 )
-from modelctl.retry import RetryPolicy
 from modelctl.settings import from_env
-from modelctl.store import HfCacheStore, TargetStore
+from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.sync import sync
 from modelctl.testing.hub import LocalHub
-from modelctl.types import Lock
-from tests.helpers import blob, write_repo
+from modelctl.transfer.retry import RetryPolicy
+from tests.support.helpers import blob, write_repo
 
 MiB = 1024 * 1024
 BIG = 12 * MiB  # LFS by size (>= 10 MiB), like a real weights file
@@ -564,7 +564,7 @@ def test_disk_full_is_a_storage_error_and_keeps_a_valid_prefix(
 def test_cancel_event_stops_workers_and_keeps_partials(
     project: Path, hf_env: Path, local_hub: LocalHub
 ) -> None:
-    from modelctl.filelock import Cancelled
+    from modelctl.fs.flock import Cancelled
 
     local_hub.faults.set(slow_bytes_per_sec=2 * MiB, paths={"weights.bin"})
     ref = next(r for r in load_lock(project).files() if r.path == "weights.bin")

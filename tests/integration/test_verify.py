@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
 from modelctl.errors import VerificationError
-from modelctl.record import read_record
-from modelctl.store import HfCacheStore
+from modelctl.lock import lockfile
+from modelctl.lock.types import FileRef, Lock
+from modelctl.store.layout import HfCacheStore
+from modelctl.store.record import read_record
+from modelctl.store.verify import check, verify
 from modelctl.testing.hub import LocalHub
-from modelctl.types import FileRef, Lock
-from modelctl.verify import check, verify
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 MANIFEST = """\
 assets:

@@ -10,7 +10,7 @@ import modelctl
 from modelctl.cli import main
 from modelctl.runtime import LockedModels, UnknownAssetError
 from modelctl.runtime.whisper import missing_files
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 FILES = {
     "model.bin": blob(1, 5000),

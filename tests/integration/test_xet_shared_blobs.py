@@ -18,7 +18,7 @@ from huggingface_hub.utils import _shared_blobs as shared
 
 from modelctl.cli.main import main
 from modelctl.testing.hub import LocalHub
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
 
 XET_HASH = hashlib.sha256(b"a stand-in for the Xet file hash").hexdigest()
 

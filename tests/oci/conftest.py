@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.cli import main
-from modelctl.testing import registry as reg
-from tests.helpers import blob, write_repo
+from tests.support.helpers import blob, write_repo
+from tests.support.servers import registry as reg
 
 MANIFEST = """\
 assets:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.cli import main
-from modelctl.testing import registry as reg
 from tests.oci.conftest import requires_registry
+from tests.support.servers import registry as reg
 
 pytestmark = requires_registry
 USER, PASSWORD = "alice", "s3cret-Pa55"

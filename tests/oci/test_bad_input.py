@@ -16,8 +16,8 @@ from modelctl.oci import modelpack
 from modelctl.oci.push import _Bytes
 from modelctl.oci.reference import parse
 from modelctl.oci.registry import Registry, RegistryOptions
-from modelctl.testing import registry as reg
 from tests.oci.conftest import requires_registry
+from tests.support.servers import registry as reg
 
 pytestmark = requires_registry
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
+from modelctl.lock import lockfile
 from modelctl.runtime import open_lock
-from modelctl.testing import registry as reg
 from tests.oci.conftest import LOCKED_FILES, requires_registry
+from tests.support.servers import registry as reg
 
 pytestmark = requires_registry
 EXPECTED_TREE = {

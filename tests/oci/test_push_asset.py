@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
-from modelctl.testing import registry as reg
+from modelctl.lock import lockfile
 from tests.oci.conftest import requires_registry
+from tests.support.servers import registry as reg
 
 pytestmark = requires_registry
 

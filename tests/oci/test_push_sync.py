@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile
 from modelctl.cli import main
+from modelctl.lock import lockfile
+from modelctl.lock.types import Lock
 from modelctl.oci import modelpack
 from modelctl.oci.push import push
 from modelctl.oci.reference import parse
 from modelctl.oci.registry import Registry, RegistryOptions
 from modelctl.runtime import open_lock
-from modelctl.store import HfCacheStore, TargetStore
-from modelctl.testing import registry as reg
+from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.testing.hub import LocalHub
-from modelctl.types import Lock
 from tests.oci.conftest import CONTENTS, LOCKED_FILES, requires_registry
+from tests.support.servers import registry as reg
 
 pytestmark = requires_registry
 
@@ -139,7 +139,7 @@ def test_manifest_is_modelpack(project: Path, registry: reg.Registry, hf_env: Pa
     cfg = titles["alpha/config.json"]
     assert cfg["mediaType"] == "application/vnd.cncf.model.weight.config.v1.raw"
     assert cfg["digest"] == "sha256:" + hashlib.sha256(b'{"hidden": 64}').hexdigest()
-    assert cfg["annotations"]["dev.modelctl.digest"].startswith("gitsha1:")
+    assert cfg["annotations"]["dev.modelctl.lock.digest"].startswith("gitsha1:")
     assert len(doc["layers"]) == LOCKED_FILES + 1
 
 

@@ -11,7 +11,7 @@ import pytest
 from modelctl.cli import main
 from modelctl.runtime import NotSyncedError, UnknownAssetError, open_lock
 from modelctl.testing.hub import LocalHub
-from tests.helpers import write_repo
+from tests.support.helpers import write_repo
 
 MANIFEST = """\
 assets:

@@ -9,7 +9,7 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.runtime import NotSyncedError, open_lock
-from tests.helpers import write_repo
+from tests.support.helpers import write_repo
 
 MANIFEST = "assets:\n  m:\n    repo: org/m\n    files: [w.bin, cfg.json]\n"
 W = bytes(range(256)) * 64

@@ -15,7 +15,7 @@ import pytest
 
 import modelctl
 from modelctl.cli import main
-from modelctl.plan import PlannedFile
+from modelctl.lock.plan import PlannedFile
 from modelctl.progress import (
     AggregateProgress,
     DownloadPlanReady,

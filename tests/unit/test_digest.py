@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelctl.digest import Digest, digest_bytes, digest_file, new_hasher
+from modelctl.lock.digest import Digest, digest_bytes, digest_file, new_hasher
 
 
 @given(st.binary(max_size=4096))

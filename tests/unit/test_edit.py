@@ -11,9 +11,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelctl.edit import add_asset, remove_asset, render_block, unified_diff
 from modelctl.errors import ManifestError
-from modelctl.manifest import parse_manifest
+from modelctl.lock.edit import add_asset, remove_asset, render_block, unified_diff
+from modelctl.lock.manifest import parse_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW = {"kind": "stt", "repo": "org/new", "files": ["model.bin", "*.json"]}

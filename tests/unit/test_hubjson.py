@@ -10,15 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelctl.errors import HubResponseError
-from modelctl.hubjson import (
+from modelctl.fs.paths import MAX_PATH_CHARS
+from modelctl.hub.answers import (
     MAX_FILE_SIZE,
     RemoteFile,
     checked_listing,
     parse_repo_info,
     parse_tree_page,
 )
-from modelctl.paths import MAX_PATH_CHARS
-from modelctl.types import is_commit
+from modelctl.lock.types import is_commit
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),

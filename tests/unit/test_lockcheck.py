@@ -10,8 +10,8 @@ import jsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelctl.lockcheck import is_valid_lock
-from modelctl.yamldoc import load_schema
+from modelctl.lock.schema import is_valid_lock
+from modelctl.lock.yamldoc import load_schema
 
 HEX = "0123456789abcdef"
 VALIDATOR = jsonschema.Draft202012Validator(load_schema("lockfile.schema.json"))

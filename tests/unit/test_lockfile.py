@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelctl import lockfile
 from modelctl.errors import LockfileError
-from modelctl.manifest import parse_manifest
-from modelctl.types import Lock, LockedAsset
-from tests.helpers import lock_text
-from tests.strategies import locks
+from modelctl.lock import lockfile
+from modelctl.lock.manifest import parse_manifest
+from modelctl.lock.types import Lock, LockedAsset
+from tests.support.helpers import lock_text
+from tests.support.strategies import locks
 
 
 @given(locks())

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.errors import EXIT_INPUT, ManifestError
-from modelctl.manifest import load_manifest, parse_manifest
-from modelctl.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE
+from modelctl.lock.manifest import load_manifest, parse_manifest
+from modelctl.lock.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelctl.digest import Digest
 from modelctl.errors import InputError
+from modelctl.lock.digest import Digest
+from modelctl.lock.types import FileRef
 from modelctl.oci import modelpack
 from modelctl.oci.auth import auth_files, find_credentials, parse_challenge
 from modelctl.oci.reference import Reference, parse
-from modelctl.types import FileRef
 
 component = st.from_regex(r"[a-z0-9]{1,6}(?:[._-][a-z0-9]{1,4}){0,2}", fullmatch=True)
 names = st.lists(component, min_size=1, max_size=3).map("/".join)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelctl.plan import make_plan, plan_lock
-from modelctl.types import FileRef, Lock
-from tests.strategies import file_refs, locks
+from modelctl.lock.plan import make_plan, plan_lock
+from modelctl.lock.types import FileRef, Lock
+from tests.support.strategies import file_refs, locks
 
 ref_lists = st.lists(
     file_refs, max_size=12, unique_by=lambda r: (r.asset, r.repo_type, r.repo_id, r.commit, r.path)

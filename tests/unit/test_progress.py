@@ -7,8 +7,9 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelctl.digest import Digest
-from modelctl.plan import PlannedFile, make_plan
+from modelctl.lock.digest import Digest
+from modelctl.lock.plan import PlannedFile, make_plan
+from modelctl.lock.types import FileRef
 from modelctl.progress import (
     PROGRESS_EVERY_BYTES,
     AggregateProgress,
@@ -21,7 +22,6 @@ from modelctl.progress import (
     SyncFinished,
     Totals,
 )
-from modelctl.types import FileRef
 
 DIGEST = Digest("sha256", "0" * 64)
 

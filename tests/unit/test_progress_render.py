@@ -18,10 +18,10 @@ from modelctl.cli.progress import (
     fit,
     summary_line,
 )
-from modelctl.digest import Digest
-from modelctl.plan import make_plan
+from modelctl.lock.digest import Digest
+from modelctl.lock.plan import make_plan
+from modelctl.lock.types import FileRef
 from modelctl.progress import AggregateProgress, ProgressListener, ProgressTracker, SyncFinished
-from modelctl.types import FileRef
 
 DIGEST = Digest("sha256", "1" * 64)
 

@@ -9,7 +9,7 @@ import pytest
 from modelctl.errors import InputError
 from modelctl.project import LockMode, find_lock, find_project
 from modelctl.runtime import open_lock
-from tests.helpers import lock_text
+from tests.support.helpers import lock_text
 
 
 @pytest.fixture

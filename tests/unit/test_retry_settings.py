@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelctl.errors import HubResponseError, InputError
-from modelctl.http import Proxy, Timeouts, proxy_for
-from modelctl.hub import HfHubClient
-from modelctl.retry import Backoff, RetryPolicy, server_wait
+from modelctl.hub.client import HfHubClient
 from modelctl.settings import from_env
+from modelctl.transfer.http import Proxy, Timeouts, proxy_for
+from modelctl.transfer.retry import Backoff, RetryPolicy, server_wait
 
 
 def test_an_exhausted_ratelimit_is_waited_out_plus_a_second_as_huggingface_hub_does() -> None:

@@ -12,12 +12,12 @@ from cyclonedx.validation.json import JsonStrictValidator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelctl.digest import Digest
 from modelctl.errors import InputError
+from modelctl.lock.digest import Digest
+from modelctl.lock.sbom import cyclonedx, purl
+from modelctl.lock.types import Lock, LockedFile
 from modelctl.outdated import file_changes
-from modelctl.sbom import cyclonedx, purl
-from modelctl.types import Lock, LockedFile
-from tests.strategies import locked_files, locks
+from tests.support.strategies import locked_files, locks
 
 
 @cache

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelctl.segments import (
+from modelctl.transfer.segments import (
     Ranges,
     SegmentPolicy,
     load_state,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.digest import Digest, digest_bytes
 from modelctl.errors import UnsafePathError
-from modelctl.filelock import exclusive
-from modelctl.presence import check_local
-from modelctl.record import FileStamp, Record, read_record, write_record
-from modelctl.store import HfCacheStore, TargetStore
-from modelctl.types import FileRef
+from modelctl.fs.flock import exclusive
+from modelctl.lock.digest import Digest, digest_bytes
+from modelctl.lock.types import FileRef
+from modelctl.store.layout import HfCacheStore, TargetStore
+from modelctl.store.presence import check_local
+from modelctl.store.record import FileStamp, Record, read_record, write_record
 
 DATA = b"hello weights"
 SHA = digest_bytes("sha256", DATA)

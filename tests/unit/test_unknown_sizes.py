@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import lockfile, locking
+from modelctl import locking
 from modelctl.cli.format import plan_table
-from modelctl.digest import Digest
-from modelctl.hubjson import RemoteFile, RepoSnapshot
-from modelctl.manifest import parse_manifest
-from modelctl.plan import plan_lock
+from modelctl.hub.answers import RemoteFile, RepoSnapshot
+from modelctl.hub.resolve import resolve
+from modelctl.lock import lockfile
+from modelctl.lock.digest import Digest
+from modelctl.lock.manifest import parse_manifest
+from modelctl.lock.plan import plan_lock
+from modelctl.lock.types import RepoType
 from modelctl.project import Project, make_store
-from modelctl.resolve import resolve
 from modelctl.settings import from_env
-from modelctl.types import RepoType
 
 
 class SizelessHub:

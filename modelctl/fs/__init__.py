@@ -1,0 +1,1 @@
+"""Files on disk: checked opens, paths, atomic writes, locks."""

@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: client, answers, refusals, revision resolution, the sync Source."""

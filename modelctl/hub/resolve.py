@@ -1,0 +1,140 @@
+"""Resolve a manifest into a lock: one metadata request per (repo, revision).
+
+Commits already in the previous lock are kept (the metadata is re-read at that commit)
+unless the asset is upgraded; so re-locking an unchanged manifest is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from fnmatch import fnmatchcase
+
+from modelctl.errors import ResolveError
+from modelctl.fs.paths import check_relpath
+from modelctl.hub.answers import RemoteFile, RepoSnapshot, check_pinned
+from modelctl.hub.client import HubClient
+from modelctl.lock import lockfile
+from modelctl.lock.types import (
+    Asset,
+    FileRequest,
+    Lock,
+    LockedAsset,
+    LockedFile,
+    LockedSource,
+    Manifest,
+    Source,
+)
+from modelctl.lock.types import repo_where as where
+
+SourceKey = tuple[str, str, str]  # (repo_type, repo_id, revision)
+
+
+def resolve(
+    manifest: Manifest,
+    client: HubClient,
+    previous: Lock | None = None,
+    *,
+    upgrade: bool = False,
+    upgrade_assets: Collection[str] = (),
+) -> Lock:
+    unknown = sorted(set(upgrade_assets) - {a.name for a in manifest.assets})
+    if unknown:
+        raise ResolveError(
+            f"--upgrade-asset names no asset of the manifest: {', '.join(unknown)}",
+            where=manifest.source,
+            hint="use asset names from the manifest's `assets:`",
+        )
+    pinned = {} if upgrade or previous is None else _pinned_commits(previous)
+    for asset in manifest.assets:
+        if asset.name in upgrade_assets:
+            for src in asset.sources:
+                pinned.pop(src.key, None)
+    snapshots: dict[SourceKey, RepoSnapshot] = {}
+    for asset in manifest.assets:
+        if not asset.declares_files:
+            continue
+        for src in asset.sources:
+            if src.key not in snapshots:
+                rev = pinned.get(src.key, src.revision)
+                snap = client.snapshot(src.repo_id, src.repo_type, rev)
+                check_pinned(rev, snap)
+                snapshots[src.key] = snap
+    assets = tuple(_lock_asset(a, snapshots, client) for a in manifest.assets)
+    # Everything above came from a server: check it like a lockfile read from disk before
+    # anything (a sync, a write) uses it.
+    new = Lock(lockfile.LOCK_VERSION, manifest.manifest_hash(), assets)
+    return lockfile.validated(new, f"the lock resolved from {manifest.source}")
+
+
+def _pinned_commits(lock: Lock) -> dict[SourceKey, str]:
+    return {src.key: src.commit for a in lock.assets for src in a.sources}
+
+
+def _lock_asset(
+    asset: Asset, snapshots: dict[SourceKey, RepoSnapshot], client: HubClient
+) -> LockedAsset:
+    sources: tuple[LockedSource, ...] = ()
+    if asset.declares_files:
+        sources = tuple(_lock_source(asset, s, snapshots[s.key], client) for s in asset.sources)
+    return LockedAsset(asset.name, asset.kind, asset.enabled, asset.spec_hash(), sources)
+
+
+def _lock_source(asset: Asset, src: Source, snap: RepoSnapshot, client: HubClient) -> LockedSource:
+    chosen: dict[str, LockedFile] = {}
+    for request in src.requests:
+        for remote in match_files(request, snap, asset):
+            if remote.path in chosen:
+                continue  # the first request naming a file decides its role
+            chosen[remote.path] = _locked_file(remote, request, snap, client)
+    files = tuple(sorted(chosen.values(), key=lambda f: f.path))
+    return LockedSource(src.repo_id, src.repo_type, src.revision, snap.commit, files)
+
+
+def match_files(request: FileRequest, snap: RepoSnapshot, asset: Asset) -> list[RemoteFile]:
+    """Files of ``snap`` named by ``request``; an exact path or glob matching none is an error."""
+    here = where(snap.repo_id, snap.repo_type, snap.commit)
+    if request.is_glob:
+        found = [f for f in snap.files if fnmatchcase(f.path, request.pattern)]
+        if not found:
+            raise ResolveError(
+                f"glob {request.pattern!r} of asset {asset.name!r} matches no file",
+                where=f"{asset.line} ({here})",
+                hint="fix the pattern; the repo has: " + _sample(snap),
+            )
+        return found
+    found = [f for f in snap.files if f.path == request.pattern]
+    if not found:
+        raise ResolveError(
+            f"file {request.pattern!r} of asset {asset.name!r} is not in the repo",
+            where=f"{asset.line} ({here}:{request.pattern})",
+            hint="fix the path; the repo has: " + _sample(snap),
+        )
+    return found
+
+
+def _sample(snap: RepoSnapshot, limit: int = 8) -> str:
+    names = sorted(f.path for f in snap.files)
+    more = f" ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "(no files)"
+
+
+def _locked_file(
+    remote: RemoteFile, request: FileRequest, snap: RepoSnapshot, client: HubClient
+) -> LockedFile:
+    here = where(snap.repo_id, snap.repo_type, snap.commit, remote.path)
+    check_relpath(remote.path, where=here)
+    if remote.digest is None or remote.size is None:
+        # The listing lacked metadata (some mirrors): ask for this one file.
+        head = client.file_metadata(snap.repo_id, snap.repo_type, snap.commit, remote.path)
+        remote = RemoteFile(
+            remote.path,
+            remote.size if remote.size is not None else head.size,
+            remote.digest or head.digest,
+        )
+    if remote.digest is None:
+        raise ResolveError(
+            "the Hub reports no digest for this file, so its bytes could never be verified",
+            where=here,
+            hint="lock against the Hub or a mirror that reports file hashes",
+        )
+    return LockedFile(remote.path, remote.size, remote.digest, request.role)

@@ -1,0 +1,1 @@
+"""The manifest and the lockfile: pure data, parsing, schema, plan math."""

@@ -1,0 +1,1 @@
+"""URLs and bytes: HTTP transports, retries, single and segmented downloads. Knows no Hub."""

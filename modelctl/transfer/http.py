@@ -1,0 +1,397 @@
+"""HTTP for downloads: transports, redirects, timeouts. Knows nothing of locks or files.
+
+:class:`Transport` is the seam :mod:`modelctl.transfer.fetch` sends its GETs through (tests and
+future sources plug in their own). Two implementations:
+
+- :class:`StdlibTransport`: ``http.client`` with one keep-alive connection per thread and
+  origin; the body is read straight into the caller's reused buffer. Measured on loopback
+  (2 cores, 512 MiB file, same server): httpx2 (huggingface_hub's session) ``iter_raw``
+  gives about 0.47 GB/s, ``http.client`` about 1.5 GB/s.
+  It speaks HTTPS with the verification rules of huggingface_hub's httpx2 session
+  (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else the system's store: the very context
+  httpcore2 builds) and goes through ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``
+  (``NO_PROXY`` honoured): HTTPS through a ``CONNECT`` tunnel, HTTP as an absolute-URI
+  request to the proxy.
+- :class:`HttpxTransport`: huggingface_hub's shared httpx2 session, used only for proxies
+  ``http.client`` cannot reach (an ``https://`` or ``socks`` proxy URL).
+
+Both follow redirects (at most :data:`MAX_REDIRECTS`), drop ``Authorization`` when a
+redirect leaves the origin, send ``Accept-Encoding: identity``, and tell the caller
+whether the answer came from where the Hub redirected (``Response.redirected``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpcore2
+import httpx2
+import huggingface_hub as hf
+
+MAX_REDIRECTS: Final = 10
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+
+
+class Response(Protocol):
+    status: int
+    redirected: bool  # the answer comes from where the Hub redirected (its file storage)
+
+    def header(self, name: str) -> str | None: ...
+
+    def readinto(self, buf: memoryview) -> int:
+        """Fill the start of ``buf`` with the body's next bytes, after at most one socket
+        read (so a slow server still gives steady progress and prompt Ctrl-C); 0 at the end."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection (reusable only if the body was read to its end)."""
+        ...
+
+
+class Transport(Protocol):
+    def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        """Send a GET, following redirects; raise OSError / HTTP errors on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 10.0  # to connect, and then to receive each part of the headers
+    read_s: float = 60.0  # a stalled socket read fails after this, and is retried
+    # The status line and headers in total (settings.Limits.headers_s): the per-read
+    # timeout restarts with every byte, so a trickle would extend it forever.
+    headers_s: float = 60.0
+
+    @classmethod
+    def for_download(cls, seconds: float, headers_s: float = 60.0) -> Timeouts:
+        """HF_HUB_DOWNLOAD_TIMEOUT (``Settings.download_timeout_s``) as huggingface_hub
+        uses it: for the connection and the headers; a body read may stall as long."""
+        return cls(
+            connect_s=seconds, read_s=max(cls.read_s, seconds), headers_s=max(headers_s, seconds)
+        )
+
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str | None  # "Basic ..." from user:password in the proxy URL
+
+    @classmethod
+    def parse(cls, url: str) -> Proxy | None:
+        """An ``http://[user:pass@]host[:port]`` proxy, or None for one http.client cannot
+        speak to (https://, socks...)."""
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            return None
+        auth = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        return cls(parts.hostname, parts.port or 80, auth)
+
+
+def proxy_for(origin: Origin, proxies: Mapping[str, str]) -> str | None:
+    """The proxy URL for a target (``urllib.request.getproxies()`` names), honouring
+    ``no_proxy``."""
+    scheme, host, _port = origin
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url:
+        return None
+    # proxy_bypass_environment: NO_PROXY as urllib reads it (not in typeshed).
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if "no" in proxies and bypass(host, dict(proxies)):
+        return None
+    return url
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The context huggingface_hub's httpx2 session verifies with (httpcore2's default):
+    SSL_CERT_FILE, else SSL_CERT_DIR, else the system store. Read when a transport is
+    made, never at import."""
+    return httpcore2.default_ssl_context()
+
+
+class _StdlibResponse:
+    def __init__(
+        self, resp: http.client.HTTPResponse, release: Callable[[bool], None], redirected: bool
+    ) -> None:
+        self._resp = resp
+        self._release = release
+        self.status = resp.status
+        self.redirected = redirected
+
+    def header(self, name: str) -> str | None:
+        return self._resp.getheader(name)
+
+    def readinto(self, buf: memoryview) -> int:
+        resp = self._resp
+        if resp.chunked or resp.length is None or resp.fp is None:
+            data = resp.read1(len(buf))
+            buf[: len(data)] = data
+            return len(data)
+        # Straight from the socket into a reused buffer: HTTPResponse.read1 allocates a
+        # fresh bytes object per call, whose page faults cost more than the hashing.
+        # ``length`` is kept up to date, as HTTPResponse's own reads do.
+        want = min(len(buf), resp.length)
+        if want == 0:
+            return 0
+        got = resp.fp.readinto1(buf[:want])
+        resp.length -= got
+        return got
+
+    def close(self) -> None:
+        complete = self._resp.length == 0 or self._resp.isclosed()
+        if complete:
+            self._resp.read()  # with nothing left, this marks the response closed
+        self._release(complete and not self._resp.will_close)
+
+
+class StdlibTransport:
+    """``http.client`` with one keep-alive connection per thread and origin."""
+
+    def __init__(
+        self,
+        timeouts: Timeouts = Timeouts(),
+        proxies: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._timeouts = timeouts
+        self._local = threading.local()
+        self._ssl = ssl_context if ssl_context is not None else default_ssl_context()
+        self._proxies = dict(proxies or {})
+
+    def _proxy(self, origin: Origin) -> Proxy | None:
+        url = proxy_for(origin, self._proxies)
+        if url is None:
+            return None
+        proxy = Proxy.parse(url)
+        if proxy is None:
+            raise http.client.InvalidURL("a proxy http.client cannot use (not http://)")
+        return proxy
+
+    def _pool(self) -> dict[tuple[str, str, int], http.client.HTTPConnection]:
+        pool: dict[tuple[str, str, int], http.client.HTTPConnection] | None = getattr(
+            self._local, "pool", None
+        )
+        if pool is None:
+            pool = {}
+            self._local.pool = pool
+        return pool
+
+    def _connection(self, origin: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
+        pool = self._pool()
+        conn = pool.pop(origin, None)
+        if conn is not None:
+            return conn, True
+        scheme, host, port = origin
+        proxy = self._proxy(origin)
+        timeout = self._timeouts.connect_s
+        if scheme == "https":
+            if proxy is None:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+            else:
+                # TLS to the target inside a CONNECT tunnel: the proxy sees no request.
+                conn = http.client.HTTPSConnection(
+                    proxy.host, proxy.port, timeout=timeout, context=self._ssl
+                )
+                auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
+                conn.set_tunnel(host, port, headers=auth)
+        elif proxy is not None:
+            conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        return conn, False
+
+    def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        hdrs = {**headers, "Accept-Encoding": "identity"}
+        for hops in range(MAX_REDIRECTS + 1):
+            origin = _origin(url)
+            resp, conn = self._send(origin, url, hdrs)
+            location = resp.getheader("Location")
+            if resp.status in REDIRECT_STATUSES and location:
+                resp.read()  # a redirect's body is small: drain it to reuse the connection
+                self._keep(origin, conn, resp)
+                url = urljoin(url, location)
+                if _origin(url) != origin:
+                    # Like browsers and httpx: credentials never follow a redirect to
+                    # another host (the Hub sends LFS files to a CDN with a signed URL).
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+                continue
+
+            return _StdlibResponse(resp, self._releaser(origin, conn), redirected=hops > 0)
+        raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
+
+    def _releaser(
+        self, origin: tuple[str, str, int], conn: http.client.HTTPConnection
+    ) -> Callable[[bool], None]:
+        def release(reuse: bool) -> None:
+            if reuse:
+                self._pool()[origin] = conn
+            else:
+                conn.close()
+
+        return release
+
+    def _send(
+        self, origin: tuple[str, str, int], url: str, headers: Mapping[str, str]
+    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        proxy = self._proxy(origin) if origin[0] == "http" else None
+        if proxy is not None:
+            # Plain HTTP through a proxy: the absolute URI in the request line.
+            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
+            if proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
+        while True:
+            conn, reused = self._connection(origin)
+            watchdog = _HeaderWatchdog(conn, self._timeouts.headers_s)
+            try:
+                conn.request("GET", target, headers=dict(headers))
+                with watchdog:
+                    resp = conn.getresponse()
+                if watchdog.fired:
+                    # The shutdown may end the headers early without an error (EOF).
+                    raise http.client.IncompleteRead(b"")
+                if conn.sock is not None:
+                    conn.sock.settimeout(self._timeouts.read_s)
+                return resp, conn
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if watchdog.fired:
+                    raise TimeoutError(
+                        f"no complete answer headers within {self._timeouts.headers_s:g} s"
+                    ) from exc
+                if not reused:
+                    raise
+                # A kept-alive connection the server has closed meanwhile: one fresh try.
+
+    def _keep(
+        self,
+        origin: tuple[str, str, int],
+        conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+    ) -> None:
+        if resp.will_close:
+            conn.close()
+        else:
+            self._pool()[origin] = conn
+
+
+class _HeaderWatchdog:
+    """Shuts the connection down when the answer's headers take longer than ``seconds``
+    in total: the socket timeout alone restarts with every byte, so a server sending a
+    header byte every few seconds would hold the download forever."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self._conn = conn
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self.fired = False
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._conn.sock
+        if sock is not None:
+            # The reader blocked in recv() wakes up with an error; the connection is dropped.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> None:
+        self._timer.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise http.client.InvalidURL(f"unsupported URL: {url}")
+    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
+
+
+class _HttpxResponse:
+    def __init__(self, resp: httpx2.Response) -> None:
+        self._resp = resp
+        self._chunks: Iterator[bytes] = resp.iter_raw()
+        self._left = memoryview(b"")
+        self.status = resp.status_code
+        self.redirected = bool(resp.history)
+
+    def header(self, name: str) -> str | None:
+        return self._resp.headers.get(name)
+
+    def readinto(self, buf: memoryview) -> int:
+        # iter_raw yields what one socket read gave (64 KiB at most).
+        if not self._left:
+            self._left = memoryview(next(self._chunks, b""))
+        n = min(len(buf), len(self._left))
+        buf[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class HttpxTransport:
+    """huggingface_hub's shared httpx2 session: proxies, custom client factories."""
+
+    def __init__(
+        self, client: httpx2.Client | None = None, timeouts: Timeouts = Timeouts()
+    ) -> None:
+        self._client = client if client is not None else hf.get_session()
+        self._timeout = httpx2.Timeout(timeouts.read_s, connect=timeouts.connect_s)
+
+    def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        hdrs = {**headers, "Accept-Encoding": "identity"}
+        request = self._client.build_request("GET", url, headers=hdrs, timeout=self._timeout)
+        return _HttpxResponse(self._client.send(request, stream=True, follow_redirects=True))
+
+
+def default_transport(proxies: Mapping[str, str], timeouts: Timeouts = Timeouts()) -> Transport:
+    """The fast stdlib transport, through the configured proxies
+    (``urllib.request.getproxies()``); httpx2 only for a proxy http.client cannot use."""
+    if any(Proxy.parse(proxies[k]) is None for k in ("http", "https", "all") if proxies.get(k)):
+        return HttpxTransport(timeouts=timeouts)
+    return StdlibTransport(timeouts, proxies)
+
+
+TRANSPORT_ERRORS: Final = (OSError, http.client.HTTPException, httpx2.HTTPError)
+
+
+def abort(resp: Response) -> None:
+    """Close a response whose body was not read to its end (its connection is dropped)."""
+    # The connection is being thrown away: a failure to close it changes nothing.
+    with contextlib.suppress(*TRANSPORT_ERRORS):
+        resp.close()
+
+
+def header_int(text: str | None) -> int | None:
+    """An integer header (``Content-Length``), or None when absent or malformed."""
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def describe(exc: BaseException) -> str:
+    """A transport failure in one line, for messages (never a URL's token: none is sent in URLs)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Test support shared by every test folder: helpers, strategies, the fault report, servers."""
