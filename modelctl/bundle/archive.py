@@ -20,12 +20,10 @@ bundle); what two locks differ in is said here, for it and for OCI pulls.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import os
 import tarfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
@@ -39,11 +37,12 @@ from modelctl.errors import (
 from modelctl.fs.paths import check_relpath, in_folder
 from modelctl.fs.safeio import fsync_dir, fsync_file, open_regular
 from modelctl.lock import lockfile
-from modelctl.lock.digest import Digest, new_hasher
+from modelctl.lock.digest import Digest, HashingReader
+from modelctl.lock.lockfile import lock_hash
 from modelctl.lock.types import FileRef, Lock
 from modelctl.store.layout import Store
 from modelctl.store.partial import open_own_file
-from modelctl.store.presence import presence
+from modelctl.store.presence import require_present
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -65,9 +64,9 @@ BUNDLE_VERSION: Final = 1
 LOCK_MEMBER: Final = "modelctl.lock"
 INDEX_MEMBER: Final = "index.json"
 CHUNK: Final = 8 * 1024 * 1024
-# The lock and the index are read into memory: a bound keeps a hostile bundle from
-# exhausting it (a lock of 10,000 files is about 2 MiB).
-MAX_META_BYTES: Final = 64 * 1024 * 1024
+# The lock and the index are read into memory: the lockfile bound keeps a hostile bundle
+# from exhausting it.
+MAX_META_BYTES: Final = lockfile.MAX_LOCK_BYTES
 
 
 class BundleError(InputError):
@@ -82,9 +81,9 @@ class BundleMismatchError(BundleError):
     label = "bundle mismatch"
 
 
-def lock_hash(lock: Lock) -> str:
-    """``sha256:<hex>`` of the lock's canonical rendering (= its lockfile's bytes)."""
-    return "sha256:" + hashlib.sha256(lockfile.render(lock).encode("utf-8")).hexdigest()
+def lock_differences(ours: Lock, theirs: Lock) -> tuple[str, ...]:
+    """What differs between this project's lock and the one a bundle was made from."""
+    return lockfile.lock_differences(ours, theirs, "the bundle")
 
 
 def member_name(digest: Digest) -> str:
@@ -223,7 +222,7 @@ def write_bundle(lock: Lock, store: Store, out: Path) -> BundleWritten:
     """
     index = BundleIndex.of(lock)
     refs = sorted(dict.fromkeys(lock.files()), key=_order)
-    require_present(refs, store)
+    require_present(refs, store, "bundle")
     sources: dict[str, FileRef] = {}
     for ref in refs:
         sources.setdefault(member_name(ref.digest), ref)
@@ -262,26 +261,6 @@ def write_bundle(lock: Lock, store: Store, out: Path) -> BundleWritten:
     return BundleWritten(out, index.lock_sha256, len(refs), len(sources), content, size)
 
 
-def require_present(refs: Sequence[FileRef], store: Store) -> None:
-    problems = []
-    for ref in refs:
-        seen = presence(store, ref)
-        if seen.state == "missing":
-            problems.append(f"{ref.label()} (missing) at {seen.path}")
-        elif seen.state == "wrong-size":
-            problems.append(
-                f"{ref.label()} (wrong size: {seen.size}, locked {ref.size}) at {seen.path}"
-            )
-    if problems:
-        raise VerificationError(
-            f"cannot bundle: {len(problems)} of {len(refs)} locked file(s) are not on disk "
-            "as locked",
-            where=str(store.root),
-            details=tuple(problems),
-            hint="run `modelctl sync` first (with the same --target, if you bundle a tree)",
-        )
-
-
 def _write_tar(
     raw: IO[bytes], lock: Lock, index: BundleIndex, sources: dict[str, FileRef], store: Store
 ) -> int:
@@ -310,29 +289,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
 
 
-class _HashingReader:
-    """A source file as tarfile reads it: every byte hashed, read errors named."""
-
-    def __init__(self, f: IO[bytes], algorithm: str, size: int, path: Path) -> None:
-        self._f = f
-        self._hasher = new_hasher(algorithm, size)
-        self._algorithm = algorithm
-        self._path = path
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._f.read(n)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot read a locked file: {exc.strerror}", where=str(self._path)
-            ) from exc
-        self._hasher.update(data)
-        return data
-
-    def digest(self) -> Digest:
-        return Digest(self._algorithm, self._hasher.hexdigest())
-
-
 def _add_file(tar: tarfile.TarFile, member: str, ref: FileRef, store: Store) -> int:
     path = store.final_path(ref)
     try:
@@ -341,9 +297,9 @@ def _add_file(tar: tarfile.TarFile, member: str, ref: FileRef, store: Store) -> 
         raise StorageError(f"cannot read a locked file: {exc.strerror}", where=str(path)) from exc
     with f:
         size = os.fstat(f.fileno()).st_size
-        reader = _HashingReader(f, ref.digest.algorithm, size, path)
+        reader = HashingReader(f, path, size, ref.digest.algorithm)
         tar.addfile(_tarinfo(member, size), reader)
-    actual = reader.digest()
+    actual = reader.digest(ref.digest.algorithm)
     if actual != ref.digest:
         raise VerificationError(
             "cannot bundle: a local file differs from the lock",
@@ -353,41 +309,3 @@ def _add_file(tar: tarfile.TarFile, member: str, ref: FileRef, store: Store) -> 
             hint="run `modelctl verify` and `modelctl sync` to repair it; nothing was written",
         )
     return size
-
-
-def lock_differences(ours: Lock, theirs: Lock) -> tuple[str, ...]:
-    """What differs between this project's lock and the one a bundle was made from."""
-    mine = {a.name: a for a in ours.assets}
-    other = {a.name: a for a in theirs.assets}
-    lines = [
-        f"asset {n!r} is locked here but not in the bundle"
-        for n in sorted(mine.keys() - other.keys())
-    ]
-    lines += [
-        f"asset {n!r} is in the bundle but not locked here"
-        for n in sorted(other.keys() - mine.keys())
-    ]
-    for n in sorted(mine.keys() & other.keys()):
-        a, b = mine[n], other[n]
-        if a == b:
-            continue
-        here = ", ".join(f"{s.repo_id}@{s.commit[:12]}" for s in a.sources)
-        there = ", ".join(f"{s.repo_id}@{s.commit[:12]}" for s in b.sources)
-        if here != there:
-            lines.append(f"asset {n!r}: {here} here, {there} in the bundle")
-            continue
-        mine_files = {(s.repo_id, f.path): f for s in a.sources for f in s.files}
-        other_files = {(s.repo_id, f.path): f for s in b.sources for f in s.files}
-        only_here = sorted(p for _, p in mine_files.keys() - other_files.keys())
-        only_there = sorted(p for _, p in other_files.keys() - mine_files.keys())
-        shared = mine_files.keys() & other_files.keys()
-        changed = sorted(k[1] for k in shared if mine_files[k] != other_files[k])
-        parts = [
-            *([f"only here: {', '.join(only_here)}"] if only_here else []),
-            *([f"only in the bundle: {', '.join(only_there)}"] if only_there else []),
-            *([f"different: {', '.join(changed)}"] if changed else []),
-        ]
-        lines.append(f"asset {n!r}: " + ("; ".join(parts) or "same files, other settings"))
-    if not lines:
-        lines.append("same assets and files; the manifest hash or lock version differs")
-    return tuple(lines)

@@ -15,8 +15,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import IO, Final, Protocol
 
+from modelctl.errors import StorageError
 from modelctl.fs.safeio import open_regular
 
 ALGORITHMS: Final = ("sha256", "gitsha1", "blake3")
@@ -105,3 +106,31 @@ def digest_file(path: Path, algorithm: str) -> Digest:
         while n := f.readinto(buf):
             h.update(view[:n])
     return Digest(algorithm, h.hexdigest())
+
+
+class HashingReader:
+    """A local file read as a stream (into a tar, up to a registry): every byte hashed
+    with each of ``algorithms`` as it goes; a read error is a StorageError naming the file."""
+
+    def __init__(self, f: IO[bytes], path: Path, size: int, *algorithms: str) -> None:
+        self._f = f
+        self.path = path
+        self._hashers = {a: new_hasher(a, size) for a in algorithms}
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._f.read(n)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot read a locked file: {exc.strerror}", where=str(self.path)
+            ) from exc
+        for h in self._hashers.values():
+            h.update(data)
+        return data
+
+    def digest(self, algorithm: str) -> Digest:
+        """What was read so far, hashed with ``algorithm`` (one of those given)."""
+        return Digest(algorithm, self._hashers[algorithm].hexdigest())
+
+    def close(self) -> None:
+        self._f.close()

@@ -14,21 +14,23 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
-from modelctl.bundle.archive import require_present
 from modelctl.errors import IntegrityError, StorageError, VerificationError
+from modelctl.fs.safeio import open_regular
 from modelctl.lock import lockfile
-from modelctl.lock.digest import Digest, new_hasher
+from modelctl.lock.digest import Digest, HashingReader
 from modelctl.lock.types import FileRef, Lock
 from modelctl.oci import modelpack
 from modelctl.oci.registry import Outgoing, Registry
 from modelctl.parallel import run_parallel
 from modelctl.store.layout import Store
+from modelctl.store.presence import require_present
 
 CHUNK: Final = 8 * 1024 * 1024
 DEFAULT_PUSH_JOBS: Final = 4
@@ -49,34 +51,13 @@ class PushResult:
     uploaded_digests: tuple[str, ...]
 
 
-class _HashingFile:
+def _open_locked(path: Path, ref: FileRef, size: int) -> HashingReader:
     """A local file read for upload: sha256 and the locked algorithm computed as it goes."""
-
-    def __init__(self, path: Path, ref: FileRef, size: int) -> None:
-        self.path = path
-        self.ref = ref
-        try:
-            self._f: IO[bytes] = path.open("rb")
-        except OSError as exc:
-            raise StorageError(
-                f"cannot read a locked file: {exc.strerror}", where=str(path)
-            ) from exc
-        self.sha256 = new_hasher("sha256")
-        self.locked = new_hasher(ref.digest.algorithm, size)
-
-    def read(self, n: int) -> bytes:
-        try:
-            data = self._f.read(n)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot read a locked file: {exc.strerror}", where=str(self.path)
-            ) from exc
-        self.sha256.update(data)
-        self.locked.update(data)
-        return data
-
-    def close(self) -> None:
-        self._f.close()
+    try:
+        f = os.fdopen(open_regular(path), "rb")
+    except OSError as exc:
+        raise StorageError(f"cannot read a locked file: {exc.strerror}", where=str(path)) from exc
+    return HashingReader(f, path, size, *dict.fromkeys(("sha256", ref.digest.algorithm)))
 
 
 class _Bytes:
@@ -98,14 +79,14 @@ def content_sha256(ref: FileRef, path: Path) -> tuple[str, int]:
         raise StorageError(f"cannot read a locked file: {exc.strerror}", where=str(path)) from exc
     if ref.digest.algorithm == "sha256":
         return str(ref.digest), size
-    f = _HashingFile(path, ref, size)
+    f = _open_locked(path, ref, size)
     try:
         while f.read(CHUNK):
             pass
     finally:
         f.close()
-    _check_locked(ref, path, Digest(ref.digest.algorithm, f.locked.hexdigest()))
-    return "sha256:" + f.sha256.hexdigest(), size
+    _check_locked(ref, path, f.digest(ref.digest.algorithm))
+    return str(f.digest("sha256")), size
 
 
 def _check_locked(ref: FileRef, path: Path, actual: Digest) -> None:
@@ -134,7 +115,7 @@ def push(
     refs = sorted(
         dict.fromkeys(lock.files()), key=lambda r: (r.asset, r.repo_type, r.repo_id, r.path)
     )
-    require_present(refs, store)
+    require_present(refs, store, "push")
     registry.connect()  # fail fast (unreachable, TLS, auth scheme) before hashing anything
 
     def sha(ref: FileRef) -> modelpack.PushedFile:
@@ -186,11 +167,11 @@ class _FileSource:
     def __init__(self, path: Path, pf: modelpack.PushedFile) -> None:
         self.path = path
         self.pf = pf
-        self.last: _HashingFile | None = None
+        self.last: HashingReader | None = None
 
     def __call__(self) -> Outgoing:
         self.close()
-        self.last = _HashingFile(self.path, self.pf.ref, self.pf.size)
+        self.last = _open_locked(self.path, self.pf.ref, self.pf.size)
         return self.last
 
     def close(self) -> None:
@@ -217,7 +198,7 @@ def _put_blob(
         if source is None or source.last is None:
             raise
         ref = source.pf.ref
-        actual = Digest(ref.digest.algorithm, source.last.locked.hexdigest())
+        actual = source.last.digest(ref.digest.algorithm)
         raise VerificationError(
             "cannot push: a local file changed while it was uploaded",
             where=f"{ref.label()} at {source.path}",

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from modelctl.bundle.archive import MAX_META_BYTES, lock_differences, lock_hash
 from modelctl.errors import LockfileError
 from modelctl.lock import lockfile
 from modelctl.lock.plan import PlannedFile
@@ -67,7 +66,7 @@ def read_artifact(registry: Registry, ref: Reference) -> tuple[modelpack.Artifac
     data, media, digest = registry.get_manifest(ref)
     where = str(ref.with_digest(digest))
     artifact = modelpack.parse(data, media, where)
-    raw = registry.get_small_blob(artifact.lock_layer.digest, MAX_META_BYTES)
+    raw = registry.get_small_blob(artifact.lock_layer.digest, lockfile.MAX_LOCK_BYTES)
     try:
         theirs = lockfile.parse(raw.decode("utf-8"), f"{where}:{modelpack.LOCK_TITLE}")
     except (LockfileError, UnicodeDecodeError) as exc:
@@ -87,12 +86,12 @@ def check_artifact(
     naming what differs. Returns it and its reference with the manifest digest."""
     artifact, theirs, digest = read_artifact(registry, ref)
     where = str(ref.with_digest(digest))
-    ours_hash, theirs_hash = lock_hash(lock), lock_hash(theirs)
+    ours_hash, theirs_hash = lockfile.lock_hash(lock), lockfile.lock_hash(theirs)
     if ours_hash != theirs_hash:
         raise modelpack.ArtifactMismatchError(
             "the artifact was pushed from another lock than this project's",
             where=where,
-            details=lock_differences(lock, theirs),
+            details=lockfile.lock_differences(lock, theirs, "the artifact"),
             expected=f"{ours_hash} (this project's lock)",
             actual=f"{theirs_hash} (the lock inside the artifact)",
             hint="push this lock (`modelctl push` on a synced machine), or deploy the lock "

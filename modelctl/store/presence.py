@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from modelctl.errors import StorageError
+from modelctl.errors import StorageError, VerificationError
 from modelctl.fs.safeio import kind
 from modelctl.lock.digest import Digest
 from modelctl.lock.types import FileRef
@@ -160,3 +160,25 @@ def _hash(path: Path, algorithms: Iterable[str], size: int) -> dict[str, Digest]
         return hash_file(path, algorithms, size)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
+
+
+def require_present(refs: Sequence[FileRef], store: Store, action: str) -> None:
+    """Raise VerificationError unless every file of ``refs`` is on disk with its locked
+    size; ``action`` names what needs them ("bundle", "push") in the message."""
+    problems = []
+    for ref in refs:
+        seen = presence(store, ref)
+        if seen.state == "missing":
+            problems.append(f"{ref.label()} (missing) at {seen.path}")
+        elif seen.state == "wrong-size":
+            problems.append(
+                f"{ref.label()} (wrong size: {seen.size}, locked {ref.size}) at {seen.path}"
+            )
+    if problems:
+        raise VerificationError(
+            f"cannot {action}: {len(problems)} of {len(refs)} locked file(s) are not on disk "
+            "as locked",
+            where=str(store.root),
+            details=tuple(problems),
+            hint=f"run `modelctl sync` first (with the same --target, if you {action} a tree)",
+        )

@@ -130,7 +130,19 @@ def test_an_artifact_of_another_lock_is_refused_naming_what_differs(
     err = capsys.readouterr().err
     assert "artifact mismatch" in err and "another lock" in err
     assert "asset 'beta'" in err
+    assert "(the lock inside the artifact)" in err
+    assert "bundle" not in err  # the OCI path names its own things (issue 23)
     assert not (tmp_path / "t").exists()
+
+
+def test_push_of_an_unsynced_lock_says_push_not_bundle(
+    project: Path, registry: reg.Registry, other_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = f"oci://{registry.address}/team/models:v1"
+    assert main(["push", dest, "-m", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot push: 6 of 6 locked file(s) are not on disk" in err
+    assert "bundle" not in err
 
 
 def test_damaged_blob_exit_4_nothing_at_the_final_path(
