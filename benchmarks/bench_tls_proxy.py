@@ -48,7 +48,8 @@ SYNC_SCRIPT = textwrap.dedent(
     from modelctl.sync import sync
     lock = lockfile.load(Path(sys.argv[1]))
     settings = from_env(os.environ)
-    transport = HttpxTransport() if sys.argv[2] == "httpx" else None
+    import huggingface_hub as hf
+    transport = HttpxTransport(hf.get_session()) if sys.argv[2] == "httpx" else None
     t = time.perf_counter()
     sync(lock, HfCacheStore(settings.hf_cache), HubSource(settings, transport=transport))
     print(time.perf_counter() - t)

@@ -13,26 +13,90 @@ import threading
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
 
-from modelctl.errors import OfflineError
+import httpx2
+
+from modelctl.errors import ModelctlError, OfflineError, ResolveError
+from modelctl.hub.refusals import refusal
 from modelctl.lock.plan import PlannedFile
+from modelctl.lock.types import FileRef
 from modelctl.parallel import default_jobs
 from modelctl.progress import ProgressTracker
-from modelctl.settings import Settings
+from modelctl.settings import Settings, request_headers
 from modelctl.store.layout import Store
 from modelctl.transfer.fetch import FetchContext, fetch_all
 from modelctl.transfer.http import Timeouts, Transport, default_transport
+from modelctl.transfer.remote import Headers, Hints
 from modelctl.transfer.retry import RetryPolicy
 from modelctl.transfer.segments import Segmenter, SegmentPolicy
 
 DEFAULT_SEGMENTS = SegmentPolicy()
+# huggingface_hub's REPO_TYPES_URL_PREFIXES: a model's URL has no prefix.
+_URL_PREFIX: Final = {"dataset": "datasets/", "space": "spaces/", "kernel": "kernels/"}
+
+HUB_HINTS: Final = Hints(
+    auth="set HF_TOKEN to a token with access to this repo",
+    missing="the repo changed or was deleted; `modelctl lock --upgrade` re-resolves",
+    mismatch="retry later; if it persists the Hub content or the lock is wrong "
+    "(`modelctl lock --upgrade` re-reads it)",
+    rate_limited="the Hub rate-limits this client: wait for its window (5 minutes on "
+    "huggingface.co), log in (`hf auth login`) for a larger quota, then run "
+    "`modelctl sync` again: it resumes",
+)
+
+
+@dataclass(frozen=True)
+class HubRemote:
+    """The Hub (or a mirror) as a :class:`~modelctl.transfer.remote.Remote`: files at
+    ``<endpoint>/<repo>/resolve/<commit>/<path>``, refusals explained by its
+    ``X-Error-Code`` (:mod:`modelctl.hub.refusals`)."""
+
+    endpoint: str
+    token: str | None
+    name: str = "the Hub"
+    hints: Hints = HUB_HINTS
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.token,) if self.token else ()
+
+    def url(self, ref: FileRef) -> str:
+        # As huggingface_hub's hf_hub_url, without importing it.
+        prefix = _URL_PREFIX.get(ref.repo_type, "")
+        return (
+            f"{self.endpoint.rstrip('/')}/{prefix}{ref.repo_id}/resolve/"
+            f"{quote(ref.commit, safe='')}/{quote(ref.path)}"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return request_headers(self.token)
+
+    def refused(self, status: int, headers: Headers, where: str, ref: FileRef) -> ModelctlError:
+        code = headers.get("X-Error-Code") or ""
+        if status == 404 and code in ("", "EntryNotFound", "RevisionNotFound"):
+            return ResolveError(
+                f"{self.name} has no such file at the locked commit ({code or 'not found'})",
+                where=where,
+                hint=self.hints.missing,
+            )
+        return refusal(
+            status, headers, where, self.endpoint, ref.repo_id, ref.repo_type, self.token
+        )
+
+
+def _hf_session() -> httpx2.Client:
+    import huggingface_hub as hf  # only for a proxy http.client cannot use
+
+    return hf.get_session()
 
 
 def transport_for(settings: Settings, proxies: Mapping[str, str]) -> Transport:
     """The download transport: through ``proxies`` (``urllib.request.getproxies()`` names),
-    with HF_HUB_DOWNLOAD_TIMEOUT."""
+    with HF_HUB_DOWNLOAD_TIMEOUT; huggingface_hub's session for a proxy only it can use."""
     timeouts = Timeouts.for_download(settings.download_timeout_s, settings.limits.headers_s)
-    return default_transport(proxies, timeouts)
+    return default_transport(proxies, timeouts, _hf_session)
 
 
 def policy_for(settings: Settings) -> RetryPolicy:
@@ -64,8 +128,7 @@ class HubSource:
         if self.settings.offline:
             raise offline_error(todo)
         ctx = FetchContext(
-            endpoint=self.settings.endpoint,
-            token=self.settings.token,
+            remote=HubRemote(self.settings.endpoint, self.settings.token),
             # Proxies as the CLI honours them: http.client alone would ignore them.
             transport=self.transport
             if self.transport is not None

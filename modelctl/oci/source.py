@@ -19,10 +19,10 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
-from modelctl.errors import LockfileError
+from modelctl.errors import LockfileError, ModelctlError
 from modelctl.lock import lockfile
 from modelctl.lock.plan import PlannedFile
 from modelctl.lock.types import FileRef, Lock
@@ -34,6 +34,7 @@ from modelctl.progress import ProgressTracker
 from modelctl.store.layout import Store
 from modelctl.transfer.fetch import FetchContext, fetch_all
 from modelctl.transfer.http import StdlibTransport
+from modelctl.transfer.remote import Headers, Hints, plain_refusal
 from modelctl.transfer.retry import RetryPolicy
 
 DEFAULT_POLICY: Final = RetryPolicy()
@@ -46,19 +47,38 @@ class RegistryTransport(StdlibTransport):
         super().__init__(ssl_context=context)
 
 
-@dataclass(frozen=True)
-class RegistryFetchContext(FetchContext):
-    """Where each file's bytes are: its layer's blob URL, with the registry's auth."""
+REGISTRY_HINTS: Final = Hints(
+    auth="check the registry credentials (`docker login` / `podman login`, REGISTRY_AUTH_FILE)",
+    missing="the artifact's blob is gone from the registry: push the lock again (`modelctl push`)",
+    mismatch="the registry's copy is damaged or was altered: push the lock again "
+    "(`modelctl push`), or sync from the Hub",
+    rate_limited="the registry rate-limits this client: wait, then run `modelctl sync` "
+    "again: it resumes",
+)
 
-    registry: Registry | None = None
-    urls: Mapping[FileRef, str] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class RegistryRemote:
+    """Where each file's bytes are: its layer's blob URL, with the registry's auth (a
+    :class:`~modelctl.transfer.remote.Remote`)."""
+
+    registry: Registry
+    urls: Mapping[FileRef, str]
+    hints: Hints = REGISTRY_HINTS
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"the registry ({self.registry.where})"
 
     def url(self, ref: FileRef) -> str:
         return self.urls[ref]
 
     def headers(self) -> dict[str, str]:
-        assert self.registry is not None
         return {"User-Agent": "modelctl", **self.registry.auth_headers("pull")}
+
+    def refused(self, status: int, headers: Headers, where: str, ref: FileRef) -> ModelctlError:
+        return plain_refusal(self, status, where)
 
 
 def read_artifact(registry: Registry, ref: Reference) -> tuple[modelpack.Artifact, Lock, str]:
@@ -121,22 +141,11 @@ class OciSource:
             return []  # a warm node: the registry is not asked anything
         artifact, where = check_artifact(self.lock, self.registry, self.ref)
         urls = {pf.ref: self.registry.blob_url(_layer(artifact, pf, where).digest) for pf in todo}
-        ctx = RegistryFetchContext(
-            endpoint=self.registry.base,
-            token=None,
+        ctx = FetchContext(
+            remote=RegistryRemote(self.registry, urls),
             transport=RegistryTransport(self.registry.ssl_context),
             policy=self.policy,
             cancel=cancel,
-            registry=self.registry,
-            urls=urls,
-            server=f"the registry ({self.registry.where})",
-            hub_errors=False,
-            auth_hint="check the registry credentials (`docker login` / `podman login`, "
-            "REGISTRY_AUTH_FILE)",
-            missing_hint="the artifact's blob is gone from the registry: push the lock again "
-            "(`modelctl push`)",
-            mismatch_hint="the registry's copy is damaged or was altered: push the lock again "
-            "(`modelctl push`), or sync from the Hub",
         )
 
         return fetch_all(todo, store, ctx, tracker, self.jobs or default_jobs(len(todo)))

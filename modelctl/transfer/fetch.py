@@ -12,7 +12,7 @@ The steps for one file, all under its lock file (see :mod:`modelctl.fs.flock`):
    locked size, or a Content-Length / Content-Range total that disagrees with it, stop
    the transfer at once.
 4. A dropped connection, a 408/429/5xx answer, or a refusal (401/403/404) from the
-   storage the Hub redirected to is retried from where it stopped, with backoff
+   storage the server redirected to is retried from where it stopped, with backoff
    (``Retry-After`` honoured, capped). A digest or size mismatch deletes the
    partial file and starts once more from zero; a second mismatch is an IntegrityError.
 5. Only complete, verified content is renamed to its final path and recorded
@@ -34,24 +34,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-import huggingface_hub as hf
-
 from modelctl.errors import (
-    AuthError,
     IntegrityError,
     ModelctlError,
     NetworkError,
-    ResolveError,
     redact,
 )
 from modelctl.fs.flock import Cancelled, exclusive
-from modelctl.hub.refusals import refusal
 from modelctl.lock.digest import Digest
 from modelctl.lock.plan import PlannedFile
 from modelctl.lock.types import FileRef
 from modelctl.parallel import run_parallel
 from modelctl.progress import ProgressTracker
-from modelctl.settings import DEFAULT_LIMITS, Limits, request_headers
+from modelctl.settings import DEFAULT_LIMITS, Limits
 from modelctl.store.layout import Store, check_writable
 from modelctl.store.partial import Mismatch, PartialFile
 from modelctl.store.presence import check_local
@@ -63,6 +58,7 @@ from modelctl.transfer.http import (
     describe,
     header_int,
 )
+from modelctl.transfer.remote import Remote
 from modelctl.transfer.retry import (
     DEFAULT_POLICY,
     RETRY_STATUSES,
@@ -87,8 +83,7 @@ PIPELINE_BUFFERS: Final = 4  # of chunk_size each, per file receiving on two thr
 class FetchContext:
     """What every file's fetch shares: where from, how, and how to stop."""
 
-    endpoint: str
-    token: str | None
+    remote: Remote  # where the bytes are, and how messages name it
     transport: Transport
     policy: RetryPolicy = DEFAULT_POLICY
     chunk_size: int = CHUNK
@@ -98,17 +93,6 @@ class FetchContext:
     record_blake3: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
     sleep: Callable[[float], None] = time.sleep
-    # How messages name the server and what they advise (another source, e.g. an OCI
-    # registry, says its own).
-    server: str = "the Hub"
-    auth_hint: str = "set HF_TOKEN to a token with access to this repo"
-    missing_hint: str = "the repo changed or was deleted; `modelctl lock --upgrade` re-resolves"
-    # Refusals explained by the Hub's X-Error-Code / X-Error-Message (modelctl.hub.refusals).
-    hub_errors: bool = True
-    mismatch_hint: str = (
-        "retry later; if it persists the Hub content or the lock is wrong "
-        "(`modelctl lock --upgrade` re-reads it)"
-    )
     limits: Limits = DEFAULT_LIMITS
     # time.monotonic() past which every download gives up (from limits.deadline_s).
     deadline_at: float | None = None
@@ -127,19 +111,14 @@ class FetchContext:
                 hint="run `modelctl sync` again (it resumes), or give it a longer --deadline",
             )
 
-    def url(self, ref: FileRef) -> str:
-        return hf.hf_hub_url(
-            ref.repo_id, ref.path, repo_type=ref.repo_type, revision=ref.commit,
-            endpoint=self.endpoint,
-        )  # fmt: skip
-
-    def headers(self) -> dict[str, str]:
-        # The token is never shown: errors show statuses, and what a server put in them
-        # (a redirect's Location ...) passes through errors.redact first.
-        return request_headers(self.token)
+    @property
+    def server(self) -> str:
+        return self.remote.name
 
     def describe(self, exc: BaseException) -> str:
-        return redact(describe(exc), (self.token,))
+        # Credentials are never shown: errors show statuses, and what a server put in
+        # them (a redirect's Location ...) passes through errors.redact first.
+        return redact(describe(exc), self.remote.secrets)
 
     def pause(self, seconds: float, where: str = "") -> None:
         """Sleep, but wake up at once on cancel, and give up at the deadline."""
@@ -362,17 +341,8 @@ class _Download:
                     self._transfer()
                     self.part.verify()
                 except Mismatch as exc:
-                    mismatches += 1
+                    mismatches = count_mismatch(mismatches, exc, self.part, self.ctx, self.where)
                     self._restart()
-                    if mismatches > self.ctx.policy.mismatches:
-                        self.part.discard()
-                        raise IntegrityError(
-                            f"{exc.message}; the download was deleted",
-                            where=self.where,
-                            expected=exc.expected,
-                            actual=exc.actual,
-                            hint=self.ctx.mismatch_hint,
-                        ) from None
                     continue
                 break
             digest = self.part.commit(self.store.content_path(ref), self.store.record_path(ref))
@@ -412,18 +382,18 @@ class _Download:
                     backoff.progressed()
                 wait = backoff.next(exc.told)
                 if wait is None:
-                    raise _gave_up(exc.reason, backoff.failures, self.where) from None
+                    raise gave_up(exc.reason, backoff.failures, self.where, self.ctx) from None
                 self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
                 self.ctx.pause(wait, self.where)
 
     def _attempt(self) -> None:
         """One request, its body streamed into the partial file."""
-        headers = self.ctx.headers()
+        headers = self.ctx.remote.headers()
         if self.part.offset or (self.ref.size or 0) > RANGE_ALWAYS_ABOVE:
             # The Hub serves a single file over 50 GB only to a Range request.
             headers["Range"] = f"bytes={self.part.offset}-"
         try:
-            resp = self.ctx.transport.get(self.ctx.url(self.ref), headers)
+            resp = self.ctx.transport.get(self.ctx.remote.url(self.ref), headers)
         except TRANSPORT_ERRORS as exc:
             raise _Transient(self.ctx.describe(exc)) from exc
         complete = False
@@ -533,7 +503,7 @@ class _Download:
                 where=self.where,
                 expected=f"at most {cap} bytes (no size in the lock, none announced)",
                 actual=f"more than {cap} bytes",
-                hint="lock it again from a Hub that reports sizes (`modelctl lock --upgrade`)",
+                hint="lock it again from a source that reports sizes (`modelctl lock --upgrade`)",
             )
         if size is not None and at + n > size:
             raise Mismatch(
@@ -550,7 +520,7 @@ class _Download:
 
 
 class _Headers:
-    """A response's headers as the Mapping-like ``get`` that :func:`refusal` reads."""
+    """An answer's headers as the Mapping-like ``get`` that :meth:`Remote.refused` reads."""
 
     def __init__(self, resp: Response) -> None:
         self._resp = resp
@@ -567,38 +537,35 @@ def check_refusal(resp: Response, ctx: FetchContext, ref: FileRef, where: str) -
         told = server_wait(status, resp.header("Retry-After"), resp.header("RateLimit"))
         raise _Transient(f"HTTP {status}", told)
     if resp.redirected and status in (401, 403, 404):
-        # The Hub accepted the request and sent us to its file storage (a CDN, with a
-        # signed URL): a refusal there is no verdict on the lock or the token, and the
-        # next attempt gets a fresh URL from the Hub.
-        raise _Transient(f"HTTP {status} from the storage the Hub redirected to")
-    code = resp.header("X-Error-Code") or ""
-    if status == 404 and code in ("", "EntryNotFound", "RevisionNotFound"):
-        raise ResolveError(
-            f"{ctx.server} has no such file at the locked commit ({code or 'not found'})",
-            where=where,
-            hint=ctx.missing_hint,
-        )
+        # The server accepted the request and sent us to its file storage (a CDN, with a
+        # signed URL): a refusal there is no verdict on the lock or the credentials, and
+        # the next attempt gets a fresh URL.
+        raise _Transient(f"HTTP {status} from the storage {ctx.server} redirected to")
     if status in (401, 403, 404):
-        if ctx.hub_errors:
-            raise refusal(
-                status, _Headers(resp), where, ctx.endpoint, ref.repo_id,
-                ref.repo_type, ctx.token,
-            )  # fmt: skip
-        raise AuthError(
-            f"{ctx.server} refused the download (HTTP {status})",
+        raise ctx.remote.refused(status, _Headers(resp), where, ref)
+
+
+def count_mismatch(
+    mismatches: int, exc: Mismatch, part: PartialFile, ctx: FetchContext, where: str
+) -> int:
+    """One more digest or size mismatch: the new count, while the policy allows another
+    try from zero; past it, the partial file is deleted and an IntegrityError raised."""
+    mismatches += 1
+    if mismatches > ctx.policy.mismatches:
+        part.discard()
+        raise IntegrityError(
+            f"{exc.message}; the download was deleted",
             where=where,
-            hint=ctx.auth_hint,
-        )
+            expected=exc.expected,
+            actual=exc.actual,
+            hint=ctx.remote.hints.mismatch,
+        ) from None
+    return mismatches
 
 
-def _gave_up(reason: str, attempts: int, where: str) -> NetworkError:
-    hint = "check the network and run `modelctl sync` again: it resumes"
-    if "HTTP 429" in reason:
-        hint = (
-            "the Hub rate-limits this client: wait for its window (5 minutes on "
-            "huggingface.co), log in (`hf auth login`) for a larger quota, then run "
-            "`modelctl sync` again: it resumes"
-        )
+def gave_up(reason: str, attempts: int, where: str, ctx: FetchContext) -> NetworkError:
+    hints = ctx.remote.hints
+    hint = hints.rate_limited if "HTTP 429" in reason else hints.gave_up
     return NetworkError(
         f"download failed after {attempts} attempts ({reason})", where=where, hint=hint
     )

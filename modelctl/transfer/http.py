@@ -12,12 +12,13 @@ future sources plug in their own). Two implementations:
   httpcore2 builds) and goes through ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``
   (``NO_PROXY`` honoured): HTTPS through a ``CONNECT`` tunnel, HTTP as an absolute-URI
   request to the proxy.
-- :class:`HttpxTransport`: huggingface_hub's shared httpx2 session, used only for proxies
-  ``http.client`` cannot reach (an ``https://`` or ``socks`` proxy URL).
+- :class:`HttpxTransport`: an httpx2 client (the caller's: the Hub source passes
+  huggingface_hub's shared session), used only for proxies ``http.client`` cannot reach
+  (an ``https://`` or ``socks`` proxy URL).
 
 Both follow redirects (at most :data:`MAX_REDIRECTS`), drop ``Authorization`` when a
 redirect leaves the origin, send ``Accept-Encoding: identity``, and tell the caller
-whether the answer came from where the Hub redirected (``Response.redirected``).
+whether the answer came from where the server redirected (``Response.redirected``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpcore2
 import httpx2
-import huggingface_hub as hf
 
 MAX_REDIRECTS: Final = 10
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -44,7 +44,7 @@ REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 class Response(Protocol):
     status: int
-    redirected: bool  # the answer comes from where the Hub redirected (its file storage)
+    redirected: bool  # the answer comes from where the server redirected (its file storage)
 
     def header(self, name: str) -> str | None: ...
 
@@ -351,12 +351,12 @@ class _HttpxResponse:
 
 
 class HttpxTransport:
-    """huggingface_hub's shared httpx2 session: proxies, custom client factories."""
+    """An httpx2 client (default: a new one, proxies from the environment)."""
 
     def __init__(
         self, client: httpx2.Client | None = None, timeouts: Timeouts = Timeouts()
     ) -> None:
-        self._client = client if client is not None else hf.get_session()
+        self._client = client if client is not None else httpx2.Client()
         self._timeout = httpx2.Timeout(timeouts.read_s, connect=timeouts.connect_s)
 
     def get(self, url: str, headers: Mapping[str, str]) -> Response:
@@ -365,11 +365,17 @@ class HttpxTransport:
         return _HttpxResponse(self._client.send(request, stream=True, follow_redirects=True))
 
 
-def default_transport(proxies: Mapping[str, str], timeouts: Timeouts = Timeouts()) -> Transport:
+def default_transport(
+    proxies: Mapping[str, str],
+    timeouts: Timeouts = Timeouts(),
+    httpx_client: Callable[[], httpx2.Client] | None = None,
+) -> Transport:
     """The fast stdlib transport, through the configured proxies
-    (``urllib.request.getproxies()``); httpx2 only for a proxy http.client cannot use."""
+    (``urllib.request.getproxies()``); httpx2 (``httpx_client()``, default a new client)
+    only for a proxy http.client cannot use."""
     if any(Proxy.parse(proxies[k]) is None for k in ("http", "https", "all") if proxies.get(k)):
-        return HttpxTransport(timeouts=timeouts)
+        client = httpx_client() if httpx_client is not None else None
+        return HttpxTransport(client, timeouts=timeouts)
     return StdlibTransport(timeouts, proxies)
 
 

@@ -49,11 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from modelctl.errors import (
-    IntegrityError,
-    ModelctlError,
-    NetworkError,
-)
+from modelctl.errors import ModelctlError, NetworkError
 from modelctl.fs.atomic import atomic_write
 from modelctl.fs.flock import Cancelled
 from modelctl.fs.paths import storage_error
@@ -66,12 +62,13 @@ from modelctl.transfer.fetch import (
     _CONTENT_RANGE,
     FetchContext,
     FetchOutcome,
-    _gave_up,
     _Transient,
     check_refusal,
+    count_mismatch,
+    gave_up,
     single_download,
 )
-from modelctl.transfer.http import TRANSPORT_ERRORS, Response, abort, describe
+from modelctl.transfer.http import TRANSPORT_ERRORS, Response, abort
 from modelctl.transfer.retry import Backoff
 
 MiB: Final = 1024 * 1024
@@ -403,8 +400,8 @@ class _Segmented:
         self.transferred = 0
         self._count = threading.Lock()
         # Once per file, not per piece: a piece request costs only its round trip.
-        self.url = ctx.url(self.ref)
-        self.headers = ctx.headers()
+        self.url = ctx.remote.url(self.ref)
+        self.headers = ctx.remote.headers()
 
     def run(self) -> FetchOutcome:
         done = self._recorded()
@@ -425,20 +422,11 @@ class _Segmented:
                     part.verify()
                     break
                 except Mismatch as exc:
-                    mismatches += 1
                     remove_state(self.state)
+                    mismatches = count_mismatch(mismatches, exc, part, self.ctx, self.where)
                     part.restart()
                     self.tracker.restarted(self.pf)
                     done = Ranges()
-                    if mismatches > self.ctx.policy.mismatches:
-                        part.discard()
-                        raise IntegrityError(
-                            f"{exc.message}; the download was deleted",
-                            where=self.where,
-                            expected=exc.expected,
-                            actual=exc.actual,
-                            hint=self.ctx.mismatch_hint,
-                        ) from None
             # Before the rename: a complete file without a sidecar is a complete prefix.
             remove_state(self.state)
             digest = part.commit(
@@ -589,7 +577,7 @@ class _Segmented:
                 wait = backoff.next(exc.told)
                 if wait is None:
                     reason = f"{exc.reason}, range at byte {piece.pos}"
-                    raise _gave_up(reason, backoff.failures, self.where) from None
+                    raise gave_up(reason, backoff.failures, self.where, self.ctx) from None
                 self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
                 if stop.wait(wait):
                     return
@@ -606,7 +594,7 @@ class _Segmented:
         try:
             resp = self.ctx.transport.get(self.url, headers)
         except TRANSPORT_ERRORS as exc:
-            raise _Transient(describe(exc)) from exc
+            raise _Transient(self.ctx.describe(exc)) from exc
         complete = False
         try:
             self._accept(resp, piece)
@@ -659,7 +647,7 @@ class _Segmented:
                 n = resp.readinto(buf[filled : filled + want])
             except TRANSPORT_ERRORS as exc:
                 self._flush(piece, sched, part, buf, filled)
-                raise _Transient(describe(exc)) from exc
+                raise _Transient(self.ctx.describe(exc)) from exc
             if not n:
                 break
             filled += n

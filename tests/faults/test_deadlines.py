@@ -24,8 +24,8 @@ from modelctl.settings import Limits, from_env
 from modelctl.store.layout import TargetStore
 from modelctl.sync import SyncResult, sync
 from modelctl.testing.hub import LocalHub
-from modelctl.transfer.fetch import RetryPolicy
 from modelctl.transfer.http import Response, StdlibTransport, Timeouts, Transport
+from modelctl.transfer.retry import RetryPolicy
 from tests.support.fault_report import REPORT
 from tests.support.faults import (
     FAST,

@@ -61,10 +61,7 @@ RUNTIME_FORBIDDEN = {
 
 # Imports that still run up a floor, each to be removed (a test below fails once one is gone
 # from the code but still listed here).
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("transfer/fetch.py", "modelctl.hub.refusals"),
-    ("transfer/fetch.py", "modelctl.hub.refusals.refusal"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def modules() -> list[Path]:
@@ -256,3 +253,17 @@ def test_loading_through_the_runtime_loads_no_http_client(tmp_path: Path) -> Non
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PKG.parent)},
     ).stdout.split()
     assert out == ["[]"]
+
+
+# The transfer engine deals in URLs and bytes: a Remote says where and how to word things.
+TRANSFER_FORBIDDEN = ("huggingface_hub", "modelctl.hub", "modelctl.oci", "modelctl.bundle")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in modules() if top(p) == "transfer"],
+    ids=lambda p: str(p.relative_to(PKG)),
+)
+def test_transfer_knows_no_hub(path: Path) -> None:
+    for name in imported(path):
+        assert not name.startswith(TRANSFER_FORBIDDEN), f"transfer/{path.name} imports {name}"
