@@ -8,7 +8,7 @@ py := venv / "bin/python"
 default:
     @just --list
 
-# Create .venv and install modelctl with every runtime and dev tool (only when pyproject.toml changed).
+# Create .venv and install modelctl with every runtime, dev and docs tool (only when pyproject.toml changed).
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -18,7 +18,7 @@ setup:
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         {{py}} -m pip install -q --upgrade pip
         # llama-cpp-python has no wheel here: pip builds it once (~3 min on 2 cores), then caches the wheel.
-        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt]"
+        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt,docs]"
         echo "$want" > "$stamp"
     fi
 
@@ -53,3 +53,7 @@ demo: setup
 # Benchmarks, one table: capped (40 MB/s per connection) and uncapped transfers racing aria2c -x8, curl and hf_hub_download (nginx), and the start-up ratios. Needs Debian's nginx-light, aria2 and curl.
 bench *ARGS: setup
     {{py}} -m benchmarks.bench_wan {{ARGS}}
+
+# Build the documentation site into site/ (MkDocs, API reference from the docstrings); a warning or a broken link fails it.
+docs: setup
+    NO_MKDOCS_2_WARNING=1 {{venv}}/bin/mkdocs build --strict
