@@ -49,7 +49,9 @@ def make_client(settings: Settings, on_wait: Callable[[str], None] | None = None
         settings.token,
         settings.offline,
         settings.metadata_timeout_s,
-        policy=RetryPolicy(retry_after_max_s=settings.retry_wait_max_s),
+        policy=RetryPolicy(
+            retry_after_max_s=settings.retry_wait_max_s, budget_s=settings.retry_budget_s
+        ),
         on_wait=on_wait,
     )
 

@@ -244,6 +244,12 @@ class ProgressTracker:
         with self._lock:
             return self._totals.snapshot()
 
+    def mark(self) -> tuple[int, int]:
+        """(bytes received, files completed) so far: changes whenever the sync advances
+        (a retry's waiting budget starts again then: see modelctl.transfer.retry)."""
+        with self._lock:
+            return self._totals.bytes_transferred, self._totals.files_complete
+
     def _emit(self, event: Event) -> None:
         # Called with the lock held: the aggregate is sent right after the event it counts.
         self._listener.on_event(event)

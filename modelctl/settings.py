@@ -21,6 +21,8 @@ DEFAULT_DOWNLOAD_TIMEOUT_S = 10.0
 DEFAULT_ETAG_TIMEOUT_S = 10.0
 # The longest wait a server may ask for before a retry (Retry-After, RateLimit).
 DEFAULT_RETRY_WAIT_MAX_S = 300.0
+# How long retries may wait in all while nothing advances, before giving up.
+DEFAULT_RETRY_BUDGET_S = 600.0
 
 
 GiB: Final = 1024**3
@@ -54,6 +56,7 @@ class Settings:
     download_timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S
     metadata_timeout_s: float = DEFAULT_ETAG_TIMEOUT_S
     retry_wait_max_s: float = DEFAULT_RETRY_WAIT_MAX_S  # MODELCTL_RETRY_WAIT_MAX
+    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S  # MODELCTL_RETRY_BUDGET
     token_source: str = "none"  # where the token came from (never the token itself)
     limits: Limits = DEFAULT_LIMITS
 
@@ -63,7 +66,7 @@ class Settings:
             f"offline={self.offline}, hf_cache={str(self.hf_cache)!r}, "
             f"download_timeout_s={self.download_timeout_s}, "
             f"metadata_timeout_s={self.metadata_timeout_s}, "
-            f"retry_wait_max_s={self.retry_wait_max_s})"
+            f"retry_wait_max_s={self.retry_wait_max_s}, retry_budget_s={self.retry_budget_s})"
         )
 
 
@@ -179,6 +182,7 @@ def from_env(
         download_timeout_s=_seconds(env, "HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT_S),
         metadata_timeout_s=_seconds(env, "HF_HUB_ETAG_TIMEOUT", DEFAULT_ETAG_TIMEOUT_S),
         retry_wait_max_s=_seconds(env, "MODELCTL_RETRY_WAIT_MAX", DEFAULT_RETRY_WAIT_MAX_S),
+        retry_budget_s=_seconds(env, "MODELCTL_RETRY_BUDGET", DEFAULT_RETRY_BUDGET_S),
         token_source=token_source,
         limits=_limits(env, _seconds(env, "HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT_S)),
     )

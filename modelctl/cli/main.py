@@ -36,6 +36,7 @@ EPILOG = (
     "  HF_HUB_DOWNLOAD_TIMEOUT  seconds for a download's connection and headers (10)\n"
     "  HF_HUB_ETAG_TIMEOUT      seconds for metadata requests (10)\n"
     "  MODELCTL_RETRY_WAIT_MAX  longest Retry-After/RateLimit wait honoured (300)\n"
+    "  MODELCTL_RETRY_BUDGET    seconds retries may wait in all without progress (600)\n"
     "  SSL_CERT_FILE, HTTPS_PROXY, HTTP_PROXY, NO_PROXY  TLS trust and proxies"
 )
 

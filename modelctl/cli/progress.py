@@ -45,7 +45,11 @@ MAX_ACTIVE_SHOWN: Final = 8
 
 
 def waiting_text(event: FileWaiting) -> str:
-    return f"waiting {event.seconds:.0f} s before retrying {_name(event.file)} ({event.reason})"
+    # Tenths below 10 s: a short wait shows as "0.5 s", not "0 s".
+    secs = (
+        f"{event.seconds:.1f}".removesuffix(".0") if event.seconds < 10 else f"{event.seconds:.0f}"
+    )
+    return f"waiting {secs} s before retrying {_name(event.file)} ({event.reason})"
 
 
 def rate_text(bytes_per_s: float) -> str:

@@ -100,8 +100,11 @@ def transport_for(settings: Settings, proxies: Mapping[str, str]) -> Transport:
 
 
 def policy_for(settings: Settings) -> RetryPolicy:
-    """The default retry policy, with the server-asked wait capped as configured."""
-    return RetryPolicy(retry_after_max_s=settings.retry_wait_max_s)
+    """The default retry policy, with the server-asked wait and the waiting budget as
+    configured (MODELCTL_RETRY_WAIT_MAX, MODELCTL_RETRY_BUDGET)."""
+    return RetryPolicy(
+        retry_after_max_s=settings.retry_wait_max_s, budget_s=settings.retry_budget_s
+    )
 
 
 @dataclass(frozen=True)

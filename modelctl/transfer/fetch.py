@@ -363,7 +363,7 @@ class _Download:
             # An earlier run wrote every byte but was stopped before the rename: asking
             # for `bytes=<size>-` would get a 416 and a download from zero. Verify it.
             return
-        backoff = Backoff(self.ctx.policy)
+        backoff = Backoff(self.ctx.policy, self.tracker.mark)
         min_progress = self.ctx.limits.min_progress
         while True:
             self.ctx.check_deadline(self.where)
@@ -382,7 +382,7 @@ class _Download:
                     backoff.progressed()
                 wait = backoff.next(exc.told)
                 if wait is None:
-                    raise gave_up(exc.reason, backoff.failures, self.where, self.ctx) from None
+                    raise gave_up(exc.reason, backoff, self.where, self.ctx) from None
                 self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
                 self.ctx.pause(wait, self.where)
 
@@ -563,12 +563,10 @@ def count_mismatch(
     return mismatches
 
 
-def gave_up(reason: str, attempts: int, where: str, ctx: FetchContext) -> NetworkError:
+def gave_up(reason: str, backoff: Backoff, where: str, ctx: FetchContext) -> NetworkError:
     hints = ctx.remote.hints
     hint = hints.rate_limited if "HTTP 429" in reason else hints.gave_up
-    return NetworkError(
-        f"download failed after {attempts} attempts ({reason})", where=where, hint=hint
-    )
+    return NetworkError(f"download failed {backoff.gave_up} ({reason})", where=where, hint=hint)
 
 
 class _SpeedCheck:

@@ -564,7 +564,7 @@ class _Segmented:
     ) -> None:
         """Get ``piece``, retrying it alone from where it stopped (modelctl.transfer.retry's policy:
         only attempts that bring nothing new count toward giving up)."""
-        backoff = Backoff(self.ctx.policy)
+        backoff = Backoff(self.ctx.policy, self.tracker.mark)
         while piece.pos < piece.end:
             before = piece.pos
             try:
@@ -577,7 +577,7 @@ class _Segmented:
                 wait = backoff.next(exc.told)
                 if wait is None:
                     reason = f"{exc.reason}, range at byte {piece.pos}"
-                    raise gave_up(reason, backoff.failures, self.where, self.ctx) from None
+                    raise gave_up(reason, backoff, self.where, self.ctx) from None
                 self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
                 if stop.wait(wait):
                     return

@@ -170,10 +170,12 @@ def test_5xx_and_429_are_retried_and_a_sixth_failure_is_a_clear_error(
         audit(proj.lock(), store, context=ctx)
         local_hub.faults.reset()
         clear(local_hub)
-    # Five in a row: the file fails with exit 3 and the last status named; the rest syncs.
+    # Five in a row that say no wait: the file fails with exit 3 and the last status
+    # named; the rest syncs. (Answers that say how long to wait are budgeted by time
+    # instead: tests/integration/test_retry_budget.py.)
     codes = [rng.choice(statuses) for _ in range(5)]
     store = TargetStore(tmp_path / "status-give-up")
-    local_hub.faults.set(status_codes=list(codes), retry_after=0, paths={"tokenizer.json"})
+    local_hub.faults.set(status_codes=list(codes), retry_after=None, paths={"tokenizer.json"})
     with pytest.raises(NetworkError) as info:
         lib_sync(proj, store)
     assert info.value.exit_code == EXIT_NETWORK

@@ -130,6 +130,7 @@ def test_lock_gives_up_on_a_rate_limit_longer_than_allowed_with_the_hub_s_messag
     write_repo(local_hub.root, "org/t", {"a.txt": b"a"})
     m = manifest(tmp_path, "org/t", "[a.txt]")
     monkeypatch.setenv("MODELCTL_RETRY_WAIT_MAX", "0.01")
+    monkeypatch.setenv("MODELCTL_RETRY_BUDGET", "0.05")  # waiting without progress, in all
     local_hub.faults.rate_limit_for(600)
     code, _out, err = cli(capsys, "lock", "-m", str(m))
     assert code == EXIT_NETWORK, err

@@ -12,7 +12,7 @@ from modelctl.errors import HubResponseError, InputError
 from modelctl.hub.client import HfHubClient
 from modelctl.settings import from_env
 from modelctl.transfer.http import Proxy, Timeouts, proxy_for
-from modelctl.transfer.retry import Backoff, RetryPolicy, server_wait
+from modelctl.transfer.retry import Backoff, RetryPolicy, ServerWait, server_wait
 
 
 def test_an_exhausted_ratelimit_is_waited_out_plus_a_second_as_huggingface_hub_does() -> None:
@@ -40,7 +40,58 @@ def test_backoff_doubles_honours_the_server_and_gives_up_after_the_failures() ->
     b.progressed()
     big = server_wait(429, None, '"resolvers";r=0;t=299')
     assert b.next(big) == 60.0  # capped (MODELCTL_RETRY_WAIT_MAX)
-    assert [b.next(None) for _ in range(4)] == [1.0, 2.0, 3.0, None]
+    # A wait the server asked for does not count toward the failures without one.
+    assert [b.next(None) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, None]
+    assert b.gave_up is not None and not b.gave_up.by_budget
+    assert str(b.gave_up) == "after 6 attempts"
+
+
+def test_a_rate_limit_is_budgeted_by_time_waited_not_by_answers() -> None:
+    """Issue 24: six 429s saying "wait 5 s" gave up after ~24 s with a fixed count."""
+    p = RetryPolicy(budget_s=100.0)
+    b = Backoff(p)
+    told = server_wait(429, None, '"api";r=0;t=5')
+    waits = []
+    while (wait := b.next(told)) is not None:
+        waits.append(wait)
+    # 9 answers honoured as said, then never sooner than the backoff (8 s at most), and
+    # the last wait is what is left of the budget: far more than a fixed count allowed.
+    assert waits == [6.0] * 9 + [8.0] * 5 + [6.0]
+    assert b.gave_up is not None and b.gave_up.by_budget
+    assert "16 attempts and 100 s of waiting without progress" in str(b.gave_up)
+    assert "MODELCTL_RETRY_BUDGET" in str(b.gave_up)
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 50), st.booleans(), st.booleans()), min_size=1, max_size=60),
+    st.floats(1, 200),
+)
+def test_the_budget_counts_only_waits_since_the_operation_last_advanced(
+    steps: list[tuple[float, bool, bool]], budget: float
+) -> None:
+    """Whatever the answers: no wait beyond the budget since the last progress; giving up
+    only once the budget is spent (told waits) or after `failures` untold ones in a row."""
+    mark = [0]
+    b = Backoff(RetryPolicy(budget_s=budget, retry_after_max_s=30.0), lambda: mark[0])
+    since = 0.0
+    untold = 0
+    for seconds, told_one, advanced in steps:
+        if advanced:
+            mark[0] += 1
+            since = 0.0
+        told = ServerWait(seconds, "test") if told_one else None
+        untold = 0 if told_one else untold + 1
+        wait = b.next(told)
+        if wait is None:
+            assert b.gave_up is not None
+            if b.gave_up.by_budget:
+                assert since >= budget - 1e-9
+            else:
+                assert untold >= 5
+            return
+        assert wait >= 0.0
+        since += wait
+        assert since <= budget + 1e-9
 
 
 def test_the_token_is_found_where_get_token_looks(tmp_path: Path) -> None:
@@ -97,3 +148,10 @@ def test_a_next_page_on_another_origin_is_refused() -> None:
         client._next_page("https://evil.example/api/x?cursor=1", "o/r@main")
     with pytest.raises(HubResponseError):
         client._next_page("http://hub.example/api/x?cursor=1", "o/r@main")
+
+
+def test_a_server_saying_retry_after_zero_forever_is_asked_ever_more_slowly() -> None:
+    b = Backoff(RetryPolicy())
+    zero = server_wait(503, "0", None)
+    assert [b.next(zero) for _ in range(9)] == [0.0] * 5 + [0.5, 1.0, 2.0, 4.0]
+    assert b.next(zero) == 8.0 == b.next(zero)  # backoff_max_s: the budget ends it
