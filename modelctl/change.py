@@ -53,7 +53,7 @@ class AssetOptions:
 
 
 def asset_spec(opts: AssetOptions) -> dict[str, Any]:
-    """The manifest entry for ``opts`` (keys in the README's order); InputError when the
+    """The manifest entry for ``opts`` (keys in docs/manifest.md's order); InputError when the
     options do not fit the kind."""
     kind = opts.kind
     _only(kind, ("gguf",), tokenizer=opts.tokenizer, tokenizer_file=opts.tokenizer_files)

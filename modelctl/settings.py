@@ -30,8 +30,8 @@ GiB: Final = 1024**3
 
 @dataclass(frozen=True)
 class Limits:
-    """What bounds a download beyond the socket timeouts (README: "Deadlines, limits,
-    durability"): a server can be slow in ways a per-read timeout never catches (a byte
+    """What bounds a download beyond the socket timeouts (docs/reliability.md, "Deadlines,
+    limits, durability"): a server can be slow in ways a per-read timeout never catches (a byte
     every few seconds, headers that trickle, "one byte then drop" forever)."""
 
     headers_s: float = 60.0  # status line + headers in total: a trickle cannot extend it

@@ -29,7 +29,7 @@ from modelctl.project import Project
     type=click.Choice(KINDS),
     default="files",
     show_default=True,
-    help="The preset (see the README's manifest section).",
+    help="The preset (see docs/manifest.md).",
 )
 @click.option(
     "--file",

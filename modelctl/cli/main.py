@@ -132,7 +132,7 @@ def cli(quiet: bool, verbose: bool) -> None:
     modelctl export   the lock as a CycloneDX SBOM
     modelctl completion  shell completion script (bash, zsh, fish)
 
-    Reporting commands take --json (shapes in the README); --asset NAME picks a subset.
+    Reporting commands take --json (shapes: docs/commands.md); --asset NAME picks a subset.
     """
     if quiet and verbose:
         raise click.UsageError("-q and -v exclude each other")

@@ -1,7 +1,7 @@
 """Reusable click options and output helpers: --asset, --json, the global -q/-v.
 
 Every command that reports something takes ``--json`` (one documented shape per command,
-see the README's command table) and honours the global ``modelctl -q`` / ``-v``:
+see docs/commands.md) and honours the global ``modelctl -q`` / ``-v``:
 
 - ``-q``: no notes, progress or summary lines on stderr; results and errors still print.
 - ``-v``: notes plus details (what changed, each error's underlying cause).

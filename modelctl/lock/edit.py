@@ -178,7 +178,7 @@ def _layout(text: str, key: yaml.Node, value: yaml.Node, source: str) -> _Assets
         raise ManifestError(
             "`assets:` is written in flow style ({...}): modelctl edits only block mappings",
             where=f"{source}:{value.start_mark.line + 1}",
-            hint="write one `name:` block per asset (as in the README), then retry",
+            hint="write one `name:` block per asset (as in docs/manifest.md), then retry",
         )
     names = tuple(str(k.value) for k, _ in value.value)
     key_lines = tuple(k.start_mark.line for k, _ in value.value)

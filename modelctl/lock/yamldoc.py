@@ -217,7 +217,7 @@ def validate(doc: YamlDoc, schema_name: str, error: type[InputError], what: str)
         f"{what} is invalid at {_dotted(first.absolute_path)}: {_describe(first)}",
         where=_where(doc, first),
         details=details,
-        hint=f"see schemas/{schema_name} and the README for the {what} format",
+        hint=f"see schemas/{schema_name} and docs/{what}.md for the {what} format",
     )
 
 
