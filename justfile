@@ -30,7 +30,7 @@ test *ARGS: setup
 test-faults *ARGS: setup
     {{py}} -m pytest -q -m faults {{ARGS}}
 
-# Build and run examples/docker with podman + runc (first run makes a Debian base image).
+# Build and run examples/docker with podman + runc and with Docker (own dockerd, BuildKit); the first run makes a Debian base image.
 test-container *ARGS: setup
     {{py}} -m pytest -q -m container {{ARGS}}
 

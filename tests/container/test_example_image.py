@@ -1,4 +1,5 @@
-"""examples/docker/Dockerfile, built and run for real with podman (buildah) and runc.
+"""examples/docker/Dockerfile, built and run for real with podman (buildah) and runc, and
+with the Docker engine (dockerd with BuildKit): every test runs once per engine.
 
 The Dockerfile is used unchanged (``-f examples/docker/Dockerfile``); the build context is
 what a user's folder holds: the example's app.py and modelctl.yaml, a modelctl.lock made
@@ -6,13 +7,14 @@ here against the local Hub server, and a wheelhouse built on the host. The local
 serves the example manifest's repos (a real Silero VAD ONNX, a tiny generated GGUF and its
 tokenizer under the example's repo names) and requires a token, which the build gets as a
 secret file. Only the build reaches the Hub (``--network host``); the image runs with
-``--network none`` as the non-root user the Dockerfile names.
+``--network none`` as the non-root user the Dockerfile names (``--user 65534`` with docker).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,7 @@ import pytest
 
 from modelctl.testing.hub import LocalHub
 from scripts.assets import GITATTRIBUTES, build_tiny_gguf, fetch_silero_vad
-from tests.container.engine import Layer, Podman
+from tests.container.engine import NOBODY, Docker, Layer, Podman
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -37,14 +39,13 @@ TOKEN = "hf_containertest_" + "x" * 20
 VAD_REPO, VAD_FILE = "onnx-community/silero-vad", "onnx/model.onnx"
 GGUF_REPO, GGUF_FILE = "Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf"
 TOKENIZER_REPO = "Qwen/Qwen2.5-0.5B-Instruct"
-NOBODY = "65534"
 
 
 @dataclass
 class Example:
     """The local Hub, the host side of the builds, and the images made (removed at the end)."""
 
-    engine: Podman
+    engine: Podman | Docker
     base: str
     wheels: Path
     hub: LocalHub
@@ -89,18 +90,20 @@ class Example:
         proc = self.modelctl(ctx, "lock", *args)
         assert proc.returncode == 0, proc.stderr
 
-    def build(self, ctx: Path, step: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    def build(
+        self, ctx: Path, step: str, **extra_args: str
+    ) -> tuple[str, subprocess.CompletedProcess[str]]:
         tag = f"localhost/modelctl-example-test:{self.run_id}-{step}"
         self.images.append(tag)
         started = time.monotonic()
+        args = {"PYTHON_IMAGE": self.base, "PIP_NO_INDEX": "1", "HF_ENDPOINT": self.hub.url}
         proc = self.engine.build(
-            ctx,
-            DOCKERFILE,
-            tag,
-            {"PYTHON_IMAGE": self.base, "PIP_NO_INDEX": "1", "HF_ENDPOINT": self.hub.url},
-            secrets={"hf_token": self.token_file},
+            ctx, DOCKERFILE, tag, {**args, **extra_args}, secrets={"hf_token": self.token_file}
         )
-        print(f"build {step}: exit {proc.returncode} in {time.monotonic() - started:.1f} s")
+        print(
+            f"{self.engine.name} build {step}: exit {proc.returncode} "
+            f"in {time.monotonic() - started:.1f} s"
+        )
         (self.work / f"build-{step}.log").write_text(proc.stdout + proc.stderr)
         return tag, proc
 
@@ -131,18 +134,39 @@ def change_tokenizer_config(hub_root: Path, marker: str) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
+def describe(
+    engine: Podman | Docker,
+    image: str,
+    layers: dict[str, Layer],
+    since: dict[str, Layer] | None = None,
+) -> str:
+    """The image's size and layer list (with, against ``since``, reused or new)."""
+    lines = [f"{engine.name} image {image}: {engine.image_size(image):,} bytes"]
+    for step, layer in layers.items():
+        state = ""
+        if since is not None:
+            state = "reused" if step in since and since[step].digest == layer.digest else "new"
+        lines.append(f"  {step:8} {layer.digest[:19]} {layer.size:>12,}  {state}")
+    return "\n".join(lines)
+
+
 def by_step(layers: list[Layer]) -> dict[str, Layer]:
-    """Layers named by what made them: base, /opt/venv, /models/<asset>, app."""
+    """Layers named by what made them: base, /opt/venv, /models/<asset>, app (and, with
+    BuildKit, the runtime stage's WORKDIR). Buildah writes ``... COPY dir:... in /DEST``,
+    BuildKit ``COPY SRC /DEST # buildkit``."""
     named: dict[str, Layer] = {}
     for i, layer in enumerate(layers):
+        instruction = layer.created_by.removesuffix(" # buildkit").strip()
         if i == 0:
             named["base"] = layer
-        elif " in /opt/venv" in layer.created_by:
+        elif instruction.endswith((" in /opt/venv", " /opt/venv")):
             named["venv"] = layer
-        elif " in /models/" in layer.created_by:
-            named[layer.created_by.rsplit("/models/", 1)[1].strip()] = layer
-        elif " in ./" in layer.created_by:
+        elif m := re.search(r"(?: in | )/models/(\S+)$", instruction):
+            named[m.group(1)] = layer
+        elif instruction.endswith((" in ./", " ./")):
             named["app"] = layer
+        elif instruction.startswith("WORKDIR "):
+            named["workdir"] = layer
         else:
             raise AssertionError(f"unexpected layer: {layer}")
     return named
@@ -150,7 +174,7 @@ def by_step(layers: list[Layer]) -> dict[str, Layer]:
 
 @pytest.fixture(scope="module")
 def example(
-    engine: Podman, base: str, wheels: Path, tmp_path_factory: pytest.TempPathFactory
+    engine: Podman | Docker, base: str, wheels: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Example]:
     work = tmp_path_factory.mktemp("example-image")
     hub_root = work / "hub"
@@ -257,25 +281,33 @@ def test_one_asset_change_reuses_the_other_layers(
     # The cache mount kept every unchanged file: only the new one was downloaded.
     assert [p.rsplit("/", 1)[1] for p in example.content_gets()] == ["tokenizer_config.json"]
 
-    before, after = (
-        by_step(example.engine.layers(first_image)),
-        by_step(example.engine.layers(image)),
-    )
-    assert list(after) == ["base", "venv", "llm", "vad", "app"]
-    for same in ("base", "venv", "vad"):
-        assert after[same].digest == before[same].digest, f"layer {same} was not reused"
-    for changed in ("llm", "app"):
-        assert after[changed].digest != before[changed].digest, f"layer {changed} unchanged?"
+    engine = example.engine
+    before, after = by_step(engine.layers(first_image)), by_step(engine.layers(image))
+    print(describe(engine, first_image, before))
+    print(describe(engine, image, after, since=before))
+    steps = ["base", "venv", "llm", "vad", "app"]
+    if isinstance(engine, Docker):  # BuildKit's WORKDIR makes a layer (cached: up front)
+        steps.insert(1, "workdir")
+    assert list(after) == steps
+    # Every layer before the changed asset's is reused (cache hit, same digest). After it,
+    # the layers are made again; they come out byte-identical, same digest, only where the
+    # engine clamps file times (podman --timestamp 0; not dockerd 20.10's BuildKit).
+    first_changed = steps.index("llm")
+    same = steps[:first_changed] + (["vad"] if engine.reproducible_layers else [])
+    for step in same:
+        assert after[step].digest == before[step].digest, f"layer {step} was not reused"
+    for step in (s for s in steps if s not in same):
+        assert after[step].digest != before[step].digest, f"layer {step} unchanged?"
     new_bytes = sum(layer.size for layer in after.values() if layer.digest not in
                     {b.digest for b in before.values()})  # fmt: skip
     model_bytes = after["llm"].size + after["vad"].size
     print(
-        f"one-asset lock change (llm's tokenizer_config.json): {new_bytes:,} bytes of layers "
-        f"changed (llm {after['llm'].size:,} + app {after['app'].size:,}) of "
+        f"{engine.name}: one-asset lock change (llm's tokenizer_config.json): {new_bytes:,} "
+        f"bytes of layers changed ({', '.join(s for s in steps if s not in same)}) of "
         f"{sum(x.size for x in after.values()):,}; one COPY of /models would change "
         f"{model_bytes + after['app'].size:,}"
     )
-    assert new_bytes == after["llm"].size + after["app"].size
+    assert new_bytes == sum(after[s].size for s in steps if s not in same)
 
     run = example.engine.run(image)
     assert run.returncode == 0, run.stderr
@@ -295,6 +327,12 @@ def test_tampered_file_on_the_hub_fails_the_build_with_exit_4(
     finally:
         example.hub.faults.reset()
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 4, output[-4000:]
+    errors = [
+        line for line in output.splitlines() if "integrity error" in line or "exit code" in line
+    ]
+    print("\n".join(errors[-3:]))
+    # podman exits with the failed step's code; docker exits 1 and names it.
+    assert proc.returncode != 0, output[-4000:]
+    assert example.engine.step_exit_code(proc) == 4, output[-4000:]
     assert "integrity error" in output and "tokenizer_config.json" in output
     assert not example.engine.image_exists(image), "a failed build leaves no image"
