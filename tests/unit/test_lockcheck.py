@@ -65,7 +65,13 @@ EDGE: list[Any] = [
 KEYS = ["version", "manifest", "assets", "kind", "enabled", "spec", "sources", "repo",
         "repo_type", "revision", "commit", "files", "path", "size", "digest", "role", "extra",
         "", "a", "-bad", "x" * 101, "ok\n"]  # fmt: skip
-value_st = st.one_of(st.sampled_from(EDGE), st.integers(), st.floats(), st.text(max_size=4))
+EDGE_REPR = repr(EDGE)
+# A fresh copy each draw: mutate() edits values in place, and a drawn [] or {"a": 1} that
+# went into a lock and was then added to would change EDGE itself for later examples
+# (hypothesis: FlakyStrategyDefinition, "Inconsistent data generation").
+value_st = st.one_of(
+    st.sampled_from(EDGE).map(copy.deepcopy), st.integers(), st.floats(), st.text(max_size=4)
+)
 
 
 def schema_valid(data: Any) -> bool:
@@ -117,6 +123,7 @@ def test_after_mutations_both_say_the_same(lock: dict[str, Any], data: st.DataOb
         action = data.draw(st.sampled_from(["replace", "replace", "delete", "add", "rename"]))
         lock = mutate(lock, path, action, data.draw(value_st), data.draw(st.sampled_from(KEYS)))
     assert is_valid_lock(lock) == schema_valid(lock), lock
+    assert repr(EDGE) == EDGE_REPR, "a mutation reached into the shared EDGE values"
 
 
 def _one_of_each() -> dict[str, Any]:
@@ -139,7 +146,7 @@ def test_every_edge_value_at_every_place_gets_the_same_verdict() -> None:
     for path in paths:
         for value in EDGE:
             for action in ("replace", "delete"):
-                lock = mutate(copy.deepcopy(base), path, action, value, "")
+                lock = mutate(copy.deepcopy(base), path, action, copy.deepcopy(value), "")
                 assert is_valid_lock(lock) == schema_valid(lock), (path, action, value)
                 checked += 1
         for key in KEYS:
