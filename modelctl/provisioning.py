@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.hub.client import HubClient
-from modelctl.hub.source import HubSource, transport_for
+from modelctl.hub.lazy_source import hub_source
 from modelctl.lock.plan import DownloadPlan, plan_lock
 from modelctl.lock.types import Lock
 from modelctl.locking import lock_for
-from modelctl.parallel import DEFAULT_CONNECTIONS
 from modelctl.progress import Event, NullProgress, ProgressListener
 from modelctl.project import LockMode, make_store
 from modelctl.runtime import LockedModels
@@ -39,7 +38,6 @@ from modelctl.store.layout import Store
 from modelctl.store.presence import present_refs
 from modelctl.sync import sync
 from modelctl.transfer.http import Transport
-from modelctl.transfer.segments import SegmentPolicy
 
 PathLike = str | os.PathLike[str]
 #: A listener: anything with ``on_event(event)``, or a plain callable taking the event.
@@ -203,10 +201,13 @@ def provision(
     p = open_project(
         lock, manifest, target=target, cache_dir=cache_dir, offline=offline, env=env, cwd=Path.cwd()
     )
-    if transport is None and not p.settings.offline:
-        transport = transport_for(p.settings, proxies_of(env))
     store = p.store()
-    segments = SegmentPolicy(connections=connections or DEFAULT_CONNECTIONS)
-    source = HubSource(p.settings, jobs=jobs, transport=transport, segments=segments)
+    source = hub_source(
+        p.settings,
+        jobs=jobs,
+        connections=connections,
+        proxies=proxies_of(env),
+        transport=transport,
+    )
     sync(p.lock, store, source, jobs=jobs, listener=as_listener(listener))
     return LockedModels(p.lock, p.lock_path, store, verify)

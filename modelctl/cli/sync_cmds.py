@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,8 +31,8 @@ from modelctl.cli.options import (
     verbosity,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
+from modelctl.hub.lazy_source import hub_source
 from modelctl.lock import lockfile
-from modelctl.lock.plan import PlannedFile
 from modelctl.lock.types import Lock
 from modelctl.oci import reference
 from modelctl.parallel import DEFAULT_CONNECTIONS
@@ -42,14 +40,12 @@ from modelctl.progress import (
     Event,
     NullProgress,
     ProgressListener,
-    ProgressTracker,
     SyncFinished,
 )
 from modelctl.project import LockMode, find_lock, make_store
 from modelctl.settings import Settings
-from modelctl.store.layout import Store
 from modelctl.store.verify import VerifyReport, check, raise_problems
-from modelctl.sync import Source, sync
+from modelctl.sync import sync
 
 
 class _Recorder:
@@ -92,42 +88,6 @@ def _lock_for_sync(
     if chosen.relocked is not None:
         note(f"wrote {chosen.lock_path}")
     return chosen.lock, settings_for(chosen.endpoint, offline=offline)
-
-
-def _hub_source(settings: Settings, jobs: int | None, connections: int) -> Source:
-    """The Hub as the source; its HTTP code is imported only when a file is missing
-    (a warm `sync --frozen` never loads huggingface_hub or an HTTP client)."""
-    if settings.offline:
-        return _OfflineSource(settings)
-    import urllib.request
-
-    from modelctl.hub.source import HubSource, transport_for
-    from modelctl.transfer.segments import SegmentPolicy
-
-    # The stdlib transport goes through HTTP(S)_PROXY itself (httpx2 only for socks/https).
-    transport = transport_for(settings, urllib.request.getproxies())
-    segments = SegmentPolicy(connections=connections)
-    return HubSource(settings, jobs=jobs, transport=transport, segments=segments)
-
-
-@dataclass(frozen=True)
-class _OfflineSource:
-    """Offline: nothing to fetch is fine; anything missing is the OfflineError of HubSource."""
-
-    settings: Settings
-
-    def fetch(
-        self,
-        todo: Sequence[PlannedFile],
-        store: Store,
-        tracker: ProgressTracker,
-        cancel: threading.Event,
-    ) -> Sequence[PlannedFile]:
-        if not todo:
-            return []
-        from modelctl.hub.source import HubSource
-
-        return HubSource(self.settings).fetch(todo, store, tracker, cancel)
 
 
 def _listener(as_json: bool, quiet: bool) -> ProgressListener:
@@ -248,7 +208,8 @@ def sync_cmd(
         registry = open_registry(oci_ref, insecure, ca_cert)
         sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)
     else:
-        sync(lock, store, _hub_source(settings, jobs, connections), jobs=jobs, listener=recorder)
+        source = hub_source(settings, jobs=jobs, connections=connections)
+        sync(lock, store, source, jobs=jobs, listener=recorder)
     if recorder.finished is not None and not as_json:
         info(summary_line(recorder.finished))
     if not as_json:

@@ -1,4 +1,4 @@
-"""A command imports only what it runs: a warm `sync --frozen --offline` and the runtime
+"""A command imports only what it runs: a warm `sync --frozen` (online or offline) and the runtime
 never load an HTTP client, huggingface_hub or jsonschema (measured in benchmarks/)."""
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def test_warm_offline_sync_and_the_runtime_load_no_network_code(
     lock = str(project.lock_path)
     code, _ = run(SYNC, env, "sync", "--frozen", "-q", "--lockfile", lock)
     assert code == 0
+    # Online too: the Hub source is built only when a file is missing.
+    code, mods = run(SYNC, env, "sync", "--frozen", "-q", "--lockfile", lock)
+    assert code == 0
+    assert mods & (NETWORK | HEAVY) == set()
     code, mods = run(SYNC, env, "sync", "--frozen", "--offline", "-q", "--lockfile", lock)
     assert code == 0
     assert mods & (NETWORK | HEAVY) == set()
