@@ -115,7 +115,7 @@ class ModeLock:
     lock: Lock
     lock_path: Path
     endpoint: str | None  # the manifest's ``endpoint:`` (None in frozen mode: not read)
-    relocked: str | None = None  # why the lockfile was written first (write mode)
+    relocked: str | None = None  # why the lockfile was written first (update mode)
 
 
 def lock_for(
@@ -128,7 +128,7 @@ def lock_for(
     notify: Callable[[str], None] = lambda reason: None,
 ) -> ModeLock:
     """The lock to sync, like uv: ``frozen`` reads only the lockfile; ``locked`` fails on
-    a stale lock; ``write`` re-locks a missing or stale lock first (``notify(reason)``
+    a stale lock; ``update`` re-locks a missing or stale lock first (``notify(reason)``
     is called before, ``relocked`` says why). ``client(endpoint)`` makes the Hub client,
     only when a lock must be resolved."""
     if mode is LockMode.FROZEN:

@@ -8,6 +8,13 @@ Events, in order::
     FileWaiting                     a retry waits (rate limit, server error, dropped link)
     SyncFinished                    once, at the end (also after a failure)
 
+Before these, when ``provision(lock_mode="update")`` must lock first (the lockfile is
+missing or stale)::
+
+    LockStarted                     once: why, and which manifest
+    LockWaiting                     a metadata request waits before a retry (rate limit)
+    LockWritten                     once: the lockfile written, how many files it locks
+
 :class:`ProgressTracker` turns what the workers report into these events. It holds one
 lock, so events reach the listener one at a time and the aggregate only grows: a file
 that starts again from zero (a 200 answer to a Range request, a digest mismatch) adds
@@ -149,8 +156,49 @@ class SyncFinished:
         }
 
 
+@dataclass(frozen=True)
+class LockStarted:
+    """The lock is missing or stale (``reason``): ``manifest`` is resolved against the Hub."""
+
+    manifest: str
+    reason: str  # e.g. "there is no lockfile", "the lock does not match the manifest"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "lock_started", "manifest": self.manifest, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class LockWaiting:
+    """A Hub metadata request of the lock waits before a retry; ``text`` says how long, why."""
+
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "lock_waiting", "text": self.text}
+
+
+@dataclass(frozen=True)
+class LockWritten:
+    """The lockfile at ``lock_path`` was written: ``files`` locked files."""
+
+    lock_path: str
+    files: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": "lock_written",
+            "lock_path": self.lock_path,
+            "files": self.files,
+            "seconds": round(self.seconds, 3),
+        }
+
+
 Event = (
-    DownloadPlanReady
+    LockStarted
+    | LockWaiting
+    | LockWritten
+    | DownloadPlanReady
     | FileStarted
     | FileProgress
     | FileDone

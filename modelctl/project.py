@@ -10,7 +10,7 @@ is :mod:`modelctl.locking`.
   ``$MODELCTL_MANIFEST``, else beside the manifest found above (commands that read the
   manifest) or ``modelctl.lock`` in the current folder or above (those that read only
   the lock, and the runtime).
-- The lock mode (:class:`LockMode`, as uv's ``sync``): ``write`` re-locks a missing or
+- The lock mode (:class:`LockMode`, as uv's ``sync``): ``update`` re-locks a missing or
   stale lock first, ``locked`` fails on a stale lock, ``frozen`` uses the lockfile as it
   is, without reading the manifest.
 """
@@ -37,14 +37,14 @@ MANIFEST_NAME: Final = "modelctl.yaml"
 class LockMode(str, enum.Enum):
     """How a command that needs a lock treats the lockfile."""
 
-    WRITE = "write"  # a missing or stale lock is re-locked first (and said so)
+    UPDATE = "update"  # a missing or stale lock is re-locked first (and said so)
     LOCKED = "locked"  # a stale or missing lock fails (exit 1); never written
     FROZEN = "frozen"  # the lockfile as it is; the manifest is not read
 
     @classmethod
     def of(cls, *, locked: bool, frozen: bool) -> LockMode:
         """The mode of uv-style ``--locked`` / ``--frozen`` flags (``--frozen`` wins)."""
-        return cls.FROZEN if frozen else cls.LOCKED if locked else cls.WRITE
+        return cls.FROZEN if frozen else cls.LOCKED if locked else cls.UPDATE
 
 
 @dataclass(frozen=True)

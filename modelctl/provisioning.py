@@ -10,7 +10,9 @@ An application's start-up in three lines::
 :func:`provision` does what ``modelctl sync --frozen`` does (or ``sync --locked`` when a
 manifest is given), sending the same events to ``listener`` (an object with ``on_event``
 or a plain callable), and returns :class:`modelctl.runtime.LockedModels` over the synced
-files. :func:`download_plan` is the dry run: what ``modelctl plan`` shows, nothing fetched.
+files. ``lock_mode="update"`` does what a plain ``modelctl sync`` (and ``uv run``) does:
+a missing or stale lock is locked first. :func:`download_plan` is the dry run: what
+``modelctl plan`` shows, nothing fetched.
 
 This module lives beside the runtime, not in it: :mod:`modelctl.runtime` never imports
 anything that can reach the network; this one does (lazily, from ``import modelctl``).
@@ -19,18 +21,27 @@ anything that can reach the network; this one does (lazily, from ``import modelc
 from __future__ import annotations
 
 import os
+import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from modelctl.hub.client import HubClient
 from modelctl.hub.lazy_source import hub_source
 from modelctl.lock.plan import DownloadPlan, plan_lock
 from modelctl.lock.types import Lock
-from modelctl.locking import lock_for
-from modelctl.progress import Event, NullProgress, ProgressListener
-from modelctl.project import LockMode, make_store
+from modelctl.locking import lock_for, make_client
+from modelctl.progress import (
+    Event,
+    LockStarted,
+    LockWaiting,
+    LockWritten,
+    NullProgress,
+    ProgressListener,
+)
+from modelctl.project import LockMode, find_manifest, make_store
 from modelctl.runtime import LockedModels
 from modelctl.runtime.loader import Verify
 from modelctl.settings import Settings, from_env
@@ -42,6 +53,8 @@ from modelctl.transfer.http import Transport
 PathLike = str | os.PathLike[str]
 #: A listener: anything with ``on_event(event)``, or a plain callable taking the event.
 Listener = ProgressListener | Callable[[Event], object]
+#: How :func:`provision` treats the lockfile, as ``uv run`` does (see :func:`open_project`).
+LockModeName = Literal["update", "locked", "frozen"]
 
 
 class CallableListener:
@@ -98,19 +111,42 @@ def open_project(
     offline: bool,
     env: Mapping[str, str],
     cwd: Path,
+    lock_mode: LockModeName | None = None,
+    listener: ProgressListener | None = None,
 ) -> Provisioning:
-    """The lock to provision from.
+    """The lock to provision from, in ``lock_mode``:
 
-    - ``manifest`` given: its lockfile (``lock``, else beside it) must be up to date with
-      it, else :class:`~modelctl.errors.StaleLockError` (run ``modelctl lock``): start-up
-      never re-resolves. The manifest's ``endpoint:`` is used.
-    - only ``lock``: that lockfile as it is (``sync --frozen``).
-    - neither: $MODELCTL_LOCK, else beside $MODELCTL_MANIFEST, else ``modelctl.lock`` in
-      ``cwd`` or above, as :func:`modelctl.runtime.open_lock` finds it.
+    - ``None`` (the default, for deployed apps: start-up never re-resolves): ``"locked"``
+      when ``manifest`` is given, else ``"frozen"``.
+    - ``"locked"``: the manifest's lockfile (``lock``, else beside it) must be up to date
+      with it, else :class:`~modelctl.errors.StaleLockError` (run ``modelctl lock``). The
+      manifest's ``endpoint:`` is used.
+    - ``"frozen"``: the lockfile as it is; the manifest is not read.
+    - ``"update"`` (a developer's first run, like ``uv run``): a missing or stale lock is
+      locked against the Hub first and written, telling ``listener`` LockStarted,
+      LockWaiting (a rate limit), LockWritten; an up-to-date lock is used as it is.
+
+    The lockfile (``"frozen"``, or no ``manifest``): $MODELCTL_LOCK, else beside
+    $MODELCTL_MANIFEST, else ``modelctl.lock`` in ``cwd`` or above, as
+    :func:`modelctl.runtime.open_lock` finds it. The manifest (``"locked"``/``"update"``
+    without ``manifest``): $MODELCTL_MANIFEST, else ``modelctl.yaml`` in ``cwd`` or above.
     """
-    # Start-up never re-resolves: the manifest's lock must be up to date, else a plain lock.
-    mode = LockMode.LOCKED if manifest is not None else LockMode.FROZEN
-    chosen = lock_for(mode, _path(manifest), _path(lock), env, cwd, client=_no_client)
+    mode = _lock_mode(lock_mode, manifest)
+    events = listener if listener is not None else NullProgress()
+    started = time.monotonic()
+
+    def client(endpoint: str | None) -> HubClient:
+        settings = from_env(env, manifest_endpoint=endpoint, offline=offline)
+        return make_client(settings, lambda text: events.on_event(LockWaiting(text)))
+
+    def relocking(reason: str) -> None:
+        events.on_event(LockStarted(str(find_manifest(_path(manifest), env, cwd)), reason))
+
+    chosen = lock_for(mode, _path(manifest), _path(lock), env, cwd, client, relocking)
+    if chosen.relocked is not None:
+        files = len(list(chosen.lock.files()))
+        seconds = time.monotonic() - started
+        events.on_event(LockWritten(str(chosen.lock_path), files, seconds))
     current, lock_path, endpoint = chosen.lock, chosen.lock_path, chosen.endpoint
     target_path = _path(target)
     if target_path is None and env.get("MODELCTL_TARGET"):
@@ -119,8 +155,16 @@ def open_project(
     return Provisioning(current, lock_path, settings, target_path, _path(cache_dir))
 
 
-def _no_client(endpoint: str | None) -> HubClient:
-    raise AssertionError("locked and frozen modes never resolve")  # pragma: no cover
+def _lock_mode(name: LockModeName | None, manifest: PathLike | None) -> LockMode:
+    if name is None:
+        # Start-up never re-resolves by default: a deployed app must not lock at start.
+        return LockMode.LOCKED if manifest is not None else LockMode.FROZEN
+    try:
+        return LockMode(name)
+    except ValueError:
+        raise ValueError(
+            f"lock_mode must be 'update', 'locked', 'frozen' or None, not {name!r}"
+        ) from None
 
 
 def proxies_of(env: Mapping[str, str]) -> dict[str, str]:
@@ -170,18 +214,34 @@ def provision(
     verify: Verify = "fast",
     env: Mapping[str, str] | None = None,
     transport: Transport | None = None,
+    lock_mode: LockModeName | None = None,
 ) -> LockedModels:
     """Plan, download exactly the missing locked files (verified), and open them for loading.
 
     ``lock``: the lockfile (default $MODELCTL_LOCK, else modelctl.lock here or above).
     ``manifest``: check the lock against it first (stale: StaleLockError, exit code 1).
+    ``lock_mode``: what to do with a missing or stale lock, as ``uv run``'s flags:
+
+    - default (``None``), for a deployed app: ``"locked"`` when ``manifest`` is given,
+      else ``"frozen"``. Start-up never resolves against the Hub and never writes the lock:
+      a stale lock, or a missing one beside the manifest, is
+      :class:`~modelctl.errors.StaleLockError` (exit code 1); no lockfile found at all is
+      an :class:`~modelctl.errors.InputError`.
+    - ``"update"``, for a developer's first run (``modelctl sync`` without flags): a
+      missing or stale lock is locked first (written to the lockfile, like ``modelctl
+      lock``), then synced; ``listener`` is told LockStarted (why), LockWaiting (a rate
+      limit) and LockWritten before the sync's events. Without ``manifest``, the manifest
+      is $MODELCTL_MANIFEST, else ``modelctl.yaml`` here or above. Offline, a lock that
+      must be made is an OfflineError.
+    - ``"locked"``: fail on a stale lock (``sync --locked``); ``"frozen"``: use the lockfile
+      as it is, the manifest is not read (``sync --frozen``).
     ``target``: a plain tree ``DIR/<asset>/<path>`` (default $MODELCTL_TARGET) instead of
     the HF cache (``cache_dir``, else $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub).
     ``offline`` (or HF_HUB_OFFLINE=1): never connect; OfflineError names what is missing.
-    ``listener``: receives DownloadPlanReady, then FileStarted / FileProgress / FileDone
-    (each followed by AggregateProgress) per downloaded file, then SyncFinished; an
-    object with ``on_event(event)`` or a plain callable. Files already here send no file
-    events. Called from worker threads, one event at a time.
+    ``listener``: receives (after any lock events) DownloadPlanReady, then FileStarted /
+    FileProgress / FileDone (each followed by AggregateProgress) per downloaded file, then
+    SyncFinished; an object with ``on_event(event)`` or a plain callable. Files already
+    here send no file events. Called from worker threads, one event at a time.
     ``jobs``: parallel downloads (default min(8, files)). ``connections``: in all, over
     every file (default 8, like ``aria2c -x8``); a large file is split into ranges fetched
     at once (see :mod:`modelctl.transfer.segments`). ``verify``: as for
@@ -198,8 +258,17 @@ def provision(
     if verify not in ("fast", "full", "none"):
         raise ValueError(f"verify must be 'fast', 'full' or 'none', not {verify!r}")
     env = os.environ if env is None else env
+    events = as_listener(listener)
     p = open_project(
-        lock, manifest, target=target, cache_dir=cache_dir, offline=offline, env=env, cwd=Path.cwd()
+        lock,
+        manifest,
+        target=target,
+        cache_dir=cache_dir,
+        offline=offline,
+        env=env,
+        cwd=Path.cwd(),
+        lock_mode=lock_mode,
+        listener=events,
     )
     store = p.store()
     source = hub_source(
@@ -209,5 +278,5 @@ def provision(
         proxies=proxies_of(env),
         transport=transport,
     )
-    sync(p.lock, store, source, jobs=jobs, listener=as_listener(listener))
+    sync(p.lock, store, source, jobs=jobs, listener=events)
     return LockedModels(p.lock, p.lock_path, store, verify)

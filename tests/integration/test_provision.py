@@ -16,7 +16,14 @@ import pytest
 import modelctl
 from modelctl.cli import main
 from modelctl.errors import InputError, OfflineError, StaleLockError
-from modelctl.progress import DownloadPlanReady, Event, FileDone, SyncFinished
+from modelctl.progress import (
+    DownloadPlanReady,
+    Event,
+    FileDone,
+    LockStarted,
+    LockWritten,
+    SyncFinished,
+)
 from modelctl.provisioning import as_listener, proxies_of
 from modelctl.runtime import LockedModels
 from modelctl.transfer.http import HttpxTransport, StdlibTransport, default_transport
@@ -90,6 +97,78 @@ def test_a_stale_lock_is_refused_when_the_manifest_is_given(project: Path) -> No
         modelctl.provision(manifest=project)
     # Without the manifest the lock is used as it is (sync --frozen).
     assert modelctl.provision(project.with_suffix(".lock")).assets() == ["m"]
+
+
+def test_lock_mode_update_locks_a_fresh_project_first_like_uv_run(
+    tmp_path: Path, hub_root: Path, hf_env: Path, local_hub: object
+) -> None:
+    """Issue 24 item 3: a developer's first run, no lockfile yet."""
+    write_repo(hub_root, "org/m", {"w.bin": W, "cfg.json": b"{}"}, lfs_patterns=("*.bin",))
+    manifest = tmp_path / "fresh" / "modelctl.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text(MANIFEST)
+    lock_path = manifest.with_suffix(".lock")
+    # The default stays strict (a deployed app never locks at start-up) ...
+    with pytest.raises(StaleLockError, match="there is no lockfile"):
+        modelctl.provision(manifest=manifest)
+    with pytest.raises(StaleLockError, match="there is no lockfile"):
+        modelctl.provision(manifest=manifest, lock_mode="locked")
+    assert not lock_path.exists()
+
+    # ... "update" locks first, writes the lockfile, then syncs with the same events.
+    events: list[Event] = []
+    models = modelctl.provision(manifest=manifest, lock_mode="update", listener=events.append)
+    assert models.path("m", "w.bin").read_bytes() == W
+    assert lock_path.exists() and models.lock_path == lock_path
+    started, written, plan = events[:3]
+    assert isinstance(started, LockStarted) and started.reason == "there is no lockfile"
+    assert started.manifest == str(manifest)
+    assert isinstance(written, LockWritten) and written.lock_path == str(lock_path)
+    assert written.files == 2
+    assert [e.to_json()["event"] for e in events[:2]] == ["lock_started", "lock_written"]
+    assert isinstance(plan, DownloadPlanReady) and isinstance(events[-1], SyncFinished)
+    assert sorted(e.file.filename for e in events if isinstance(e, FileDone)) == [
+        "cfg.json",
+        "w.bin",
+    ]
+    locked = lock_path.read_text()
+    # The same lock `modelctl lock` writes; strict mode now accepts it.
+    assert main(["lock", "--check", "-m", str(manifest)]) == 0
+    assert modelctl.provision(manifest=manifest).path("m", "cfg.json").read_bytes() == b"{}"
+
+    # Up to date: no lock events, no Hub metadata request, the lockfile untouched.
+    n = len(local_hub.requests)  # type: ignore[attr-defined]
+    again: list[Event] = []
+    modelctl.provision(manifest=manifest, lock_mode="update", listener=again.append)
+    assert not any(isinstance(e, (LockStarted, LockWritten)) for e in again)
+    assert len(local_hub.requests) == n  # type: ignore[attr-defined]
+    assert lock_path.read_text() == locked
+
+    # Stale (the manifest changed): re-locked, and said why.
+    manifest.write_text(MANIFEST.replace("[w.bin, cfg.json]", "[w.bin]"))
+    stale: list[Event] = []
+    models = modelctl.provision(manifest=manifest, lock_mode="update", listener=stale.append)
+    assert isinstance(stale[0], LockStarted) and "does not match" in stale[0].reason
+    assert isinstance(stale[1], LockWritten) and stale[1].files == 1
+    assert models.files("m").keys() == {"w.bin"}
+
+
+def test_lock_mode_update_finds_the_manifest_and_offline_never_connects(
+    tmp_path: Path, hub_root: Path, hf_env: Path, local_hub: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_repo(hub_root, "org/m", {"w.bin": W, "cfg.json": b"{}"}, lfs_patterns=("*.bin",))
+    (tmp_path / "modelctl.yaml").write_text(MANIFEST)
+    monkeypatch.chdir(tmp_path)
+    n = len(local_hub.requests)  # type: ignore[attr-defined]
+    with pytest.raises(OfflineError, match="offline"):
+        modelctl.provision(lock_mode="update", offline=True)
+    assert len(local_hub.requests) == n  # type: ignore[attr-defined]
+    assert not (tmp_path / "modelctl.lock").exists()
+    # modelctl.yaml found here, its lock written beside it.
+    assert modelctl.provision(lock_mode="update").path("m", "w.bin").read_bytes() == W
+    assert (tmp_path / "modelctl.lock").exists()
+    with pytest.raises(ValueError, match="lock_mode must be"):
+        modelctl.provision(lock_mode="write")  # type: ignore[arg-type]
 
 
 def test_lock_found_like_the_runtime_finds_it(

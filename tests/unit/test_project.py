@@ -66,7 +66,7 @@ def test_the_runtime_honours_modelctl_manifest(tree: Path, monkeypatch: pytest.M
 
 
 def test_lock_mode_of_the_uv_flags() -> None:
-    assert LockMode.of(locked=False, frozen=False) is LockMode.WRITE
+    assert LockMode.of(locked=False, frozen=False) is LockMode.UPDATE
     assert LockMode.of(locked=True, frozen=False) is LockMode.LOCKED
     assert LockMode.of(locked=False, frozen=True) is LockMode.FROZEN
-    assert [m.value for m in LockMode] == ["write", "locked", "frozen"]
+    assert [m.value for m in LockMode] == ["update", "locked", "frozen"]
