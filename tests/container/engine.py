@@ -206,6 +206,8 @@ def docker_cli() -> tuple[str, str]:
     """
     configured = os.environ.get("MODELCTL_DOCKER_CLI")
     if configured:
+        if not os.access(configured, os.X_OK):
+            raise AssertionError(f"MODELCTL_DOCKER_CLI={configured}: no such program")
         candidates = [configured]
     else:
         dirs = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]
@@ -235,9 +237,11 @@ def docker_cli() -> tuple[str, str]:
         if version is not None and version < (23,):
             return cli, "built-in"
         seen.append(f"{cli} ({'.'.join(map(str, version or ())) or 'version unknown'})")
-    raise EngineUnavailable(
+    # Installed but unusable: an error, not a skip.
+    raise AssertionError(
         f"no docker CLI here can build with BuildKit: {', '.join(seen)} "
-        "lack the buildx plugin, and CLIs from 23.0 on have no BuildKit client of their own"
+        "lack the buildx plugin, and CLIs from 23.0 on have no BuildKit client of their own; "
+        "install the buildx plugin, or Debian's docker.io (its /usr/bin/docker 20.10 has one)"
     )
 
 
@@ -282,11 +286,15 @@ class Dockerd:
                 self.driver = driver
                 return
             errors.append(f"--storage-driver {driver}: {self.log.read_text()[-800:]}")
-        raise EngineUnavailable("dockerd does not start here:\n" + "\n".join(errors))
+        # Installed but not starting: an error, not a skip.
+        raise AssertionError("dockerd does not start here:\n" + "\n".join(errors))
 
     def _start(self, driver: str) -> bool:
+        config = self.root / "daemon.json"  # not /etc/docker/daemon.json
+        config.write_text("{}\n")
         cmd = [
             "dockerd",
+            "--config-file", str(config),
             "--data-root", str(self.data_root),
             "--exec-root", str(self.root / "exec"),
             "--host", f"unix://{self.sock}",
@@ -353,7 +361,7 @@ class Docker:
         self.config.mkdir(exist_ok=True)
         version = self.call("version", "--format", "{{.Server.Version}}", timeout=120)
         if version.returncode != 0:
-            raise EngineUnavailable(f"`docker version` fails: {version.stderr.strip()[-400:]}")
+            raise AssertionError(f"`docker version` fails: {version.stderr.strip()[-400:]}")
         self.server_version = version.stdout.strip()
 
     def env(self, buildkit: bool = True) -> dict[str, str]:
