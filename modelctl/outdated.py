@@ -18,7 +18,7 @@ from modelctl.hub.answers import RemoteFile, RepoSnapshot
 from modelctl.lock.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
 
 if TYPE_CHECKING:
-    from modelctl.hub.client import HubClient
+    from modelctl.hub.client import Fetched, HubClient
 
 # modelctl.hub.resolve (and through it huggingface_hub) is imported where a resolve runs:
 # importing this module costs a CLI start-up nothing.
@@ -116,6 +116,11 @@ class _SharedSnapshots:
     ) -> RemoteFile:
         return self.inner.file_metadata(repo_id, repo_type, commit, path)
 
+    def fetch_checked(
+        self, repo_id: str, repo_type: RepoType, commit: str, locked: LockedFile, keep: int
+    ) -> Fetched:
+        return self.inner.fetch_checked(repo_id, repo_type, commit, locked, keep)
+
 
 def outdated(manifest: Manifest, lock: Lock, client: HubClient) -> OutdatedReport:
     """Compare every locked asset of ``manifest`` with a fresh resolve of its revisions.
@@ -136,7 +141,9 @@ def outdated(manifest: Manifest, lock: Lock, client: HubClient) -> OutdatedRepor
             continue
         only = Manifest(manifest.source, manifest.endpoint, (asset,))
         try:
-            fresh = resolve(only, shared, lock, upgrade_assets=(asset.name,)).assets[0]
+            fresh = resolve(
+                only, shared, lock, upgrade_assets=(asset.name,), hash_regular=False
+            ).assets[0]
         except InputError as exc:
             rows.extend(_row(asset.name, s, None, (), exc.render()) for s in locked.sources)
             continue

@@ -140,8 +140,8 @@ def export_cmd(
     """The lock as an SBOM, so model files show up in supply-chain tools.
 
     One component per locked file: purl pkg:huggingface/<org>/<name>@<commit> (the file's
-    path as its subpath), size, SHA-256 where the Hub has one, the lock's digest as a
-    property. Reads only the lockfile; the same lock gives the same bytes.
+    path as its subpath), size, SHA-256 (every file), the lock's digest (and a regular
+    file's git blob id) as properties. Reads only the lockfile; the same lock gives the same bytes.
     """
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     text = cyclonedx(lock)

@@ -19,7 +19,7 @@ connections; ``Retry-After`` and ``RateLimit`` waits honoured), and each wait is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -31,7 +31,7 @@ from huggingface_hub.utils import (  # type: ignore[attr-defined]
     hf_raise_for_status,
 )
 
-from modelctl.errors import HubResponseError, ModelctlError, OfflineError
+from modelctl.errors import HubResponseError, IntegrityError, ModelctlError, OfflineError
 from modelctl.hub.answers import (
     MAX_FILE_SIZE,
     MAX_INFO_BYTES,
@@ -44,8 +44,8 @@ from modelctl.hub.answers import (
     shown,
 )
 from modelctl.hub.refusals import refusal, translate
-from modelctl.lock.digest import Digest
-from modelctl.lock.types import RepoType
+from modelctl.lock.digest import Digest, new_hasher
+from modelctl.lock.types import LockedFile, RepoType
 from modelctl.lock.types import repo_where as where
 from modelctl.settings import request_headers
 from modelctl.transfer.retry import (
@@ -83,6 +83,21 @@ class HubClient(Protocol):
     ) -> RemoteFile:
         """Fallback when the listing lacks sizes or digests: one HEAD for one file."""
         ...
+
+    def fetch_checked(
+        self, repo_id: str, repo_type: RepoType, commit: str, locked: LockedFile, keep: int
+    ) -> Fetched:
+        """Download one file at lock time, check its size and digest against ``locked``,
+        and return its SHA-256 (and its bytes, when it is at most ``keep`` bytes long;
+        a file larger than ``keep`` is refused when ``keep`` > 0)."""
+        ...
+
+
+class Fetched(NamedTuple):
+    """A file downloaded and checked at lock time."""
+
+    sha256: Digest
+    data: bytes | None  # kept only when asked for (a signature), else None
 
 
 class _Retry(Exception):
@@ -352,6 +367,78 @@ class HfHubClient:
             hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
         )
 
+    def fetch_checked(
+        self, repo_id: str, repo_type: RepoType, commit: str, locked: LockedFile, keep: int
+    ) -> Fetched:
+        """GET ``/resolve/<commit>/<path>`` (same-origin redirects keep the token, others
+        drop it), hashing while it streams: the size and the locked digest must match
+        before the SHA-256 is believed. Retried as every metadata request is."""
+        self._refuse_offline(repo_id, repo_type, commit)
+        here = where(repo_id, repo_type, commit, locked.path)
+        url = hf.hf_hub_url(
+            repo_id, locked.path, repo_type=repo_type, revision=commit, endpoint=self.endpoint
+        )
+
+        def attempt() -> Fetched:
+            self.requests += 1
+            try:
+                return self._fetch_once(url, here, locked, keep)
+            except HUB_ERRORS as exc:
+                error = translate(exc, here, self.endpoint, repo_id, repo_type, self._token)
+                if isinstance(exc, httpx2.TransportError):
+                    raise _Retry(type(exc).__name__, None, error) from exc
+                raise error from exc
+
+        return self._with_retries(attempt, here)
+
+    def _fetch_once(self, url: str, here: str, locked: LockedFile, keep: int) -> Fetched:
+        headers = {**request_headers(self._token), "Accept-Encoding": "identity"}
+        session = get_session()
+        for _ in range(_MAX_REDIRECTS + 1):
+            with session.stream(
+                "GET",
+                url,
+                headers=headers,
+                timeout=max(self._timeout, GET_TIMEOUT_S),
+                follow_redirects=False,
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.is_redirect and location:
+                    target = urljoin(url, location)
+                    if _origin(target) != _origin(url):
+                        headers.pop("authorization", None)  # no token to another origin
+                    url = target
+                    continue
+                if resp.status_code in RETRY_STATUSES:
+                    told = server_wait(
+                        resp.status_code,
+                        resp.headers.get("Retry-After"),
+                        resp.headers.get("RateLimit"),
+                    )
+                    final = HubResponseError(
+                        f"the Hub kept answering HTTP {resp.status_code} for a file",
+                        where=here,
+                        hint="try again later",
+                    )
+                    raise _Retry(told.why if told else f"HTTP {resp.status_code}", told, final)
+                if resp.status_code >= 400:
+                    resp.read()
+                    hf_raise_for_status(resp)
+                if resp.status_code != 200:
+                    raise HubResponseError(
+                        f"the Hub answered HTTP {resp.status_code} to a file download",
+                        where=here,
+                        expected="HTTP 200 with the file",
+                        actual=f"HTTP {resp.status_code}",
+                        hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                    )
+                return _hash_body(resp.iter_bytes(), here, locked, keep)
+        raise HubResponseError(
+            f"more than {_MAX_REDIRECTS} redirects for a file",
+            where=here,
+            hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+        )
+
     def _refuse_offline(self, repo_id: str, repo_type: str, revision: str) -> None:
         if self._offline:
             raise OfflineError(
@@ -367,6 +454,64 @@ class _HeadMeta(NamedTuple):
 
 
 _MAX_REDIRECTS = 10
+# A regular file whose size the Hub did not report is hashed in memory, up to this size
+# (the Hub stores files from 10 MiB on in LFS, which always have a size and a sha256).
+UNSIZED_MAX = 256 * 1024 * 1024
+
+
+def _hash_body(chunks: Iterable[bytes], here: str, locked: LockedFile, keep: int) -> Fetched:
+    """Hash a body with the locked digest's algorithm and SHA-256 at once; refuse it as
+    soon as it runs past the locked size (or ``keep``), and when it ends short or differs.
+    A file of unknown size is held in memory (at most UNSIZED_MAX bytes): a git blob id
+    needs the size before the first byte is hashed."""
+    if locked.size is None:
+        limit, hold = (keep or UNSIZED_MAX), True
+    else:
+        limit, hold = (min(locked.size, keep) if keep else locked.size), bool(keep)
+    check = new_hasher(locked.digest.algorithm, locked.size) if locked.size is not None else None
+    sha = new_hasher("sha256")
+    kept: list[bytes] = []
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > limit:
+            signature = bool(keep) and (locked.size is None or locked.size > keep)
+            raise IntegrityError(
+                "the file is larger than " + ("modelctl reads here" if signature else "locked"),
+                where=here,
+                expected=f"at most {limit} bytes",
+                actual=f"more than {limit} bytes",
+                hint="a signature file is a few kB: this one is not a signature"
+                if signature
+                else "the server sends other bytes than its listing says; try again later",
+            )
+        if check is not None:
+            check.update(chunk)
+        sha.update(chunk)
+        if hold:
+            kept.append(chunk)
+    data = b"".join(kept) if hold else None
+    if locked.size is not None and received != locked.size:
+        raise IntegrityError(
+            "the file ended early",
+            where=here,
+            expected=f"{locked.size} bytes",
+            actual=f"{received} bytes",
+            hint="try again later",
+        )
+    if check is None:
+        check = new_hasher(locked.digest.algorithm, received)
+        check.update(data or b"")
+    actual = Digest(locked.digest.algorithm, check.hexdigest())
+    if actual != locked.digest:
+        raise IntegrityError(
+            "the file's bytes do not match the digest the Hub listed",
+            where=here,
+            expected=str(locked.digest),
+            actual=str(actual),
+            hint="the server sends other bytes than its listing says; do not trust it",
+        )
+    return Fetched(Digest("sha256", sha.hexdigest()), data if keep else None)
 
 
 def _int_or_none(text: str | None) -> int | None:

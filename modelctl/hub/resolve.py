@@ -2,11 +2,21 @@
 
 Commits already in the previous lock are kept (the metadata is re-read at that commit)
 unless the asset is upgraded; so re-locking an unchanged manifest is a no-op.
+
+Every locked file gets a SHA-256. LFS files have it in the listing. Regular (non-LFS)
+files have only their git blob id there, so each one not yet known is downloaded once at
+lock time (checked against its blob id and size while it streams) and hashed: the lock
+is then the whole record before any sync, which ``sync --frozen`` (the lock, unchanged)
+and a signature check (it covers SHA-256s) need. A SHA-256 already in the previous lock
+for the same blob id is reused without a request (the blob id names the content), so
+re-locking costs nothing more; an older lock without them gains them on the next
+``modelctl lock``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from modelctl.errors import ResolveError
@@ -14,6 +24,7 @@ from modelctl.fs.paths import check_relpath
 from modelctl.hub.answers import RemoteFile, RepoSnapshot, check_pinned
 from modelctl.hub.client import HubClient
 from modelctl.lock import lockfile
+from modelctl.lock.digest import Digest
 from modelctl.lock.types import (
     Asset,
     FileRequest,
@@ -36,7 +47,10 @@ def resolve(
     *,
     upgrade: bool = False,
     upgrade_assets: Collection[str] = (),
+    hash_regular: bool = True,
 ) -> Lock:
+    """The lock of ``manifest``. ``hash_regular=False`` (outdated, which compares blob ids)
+    skips the lock-time download of regular files, so their ``sha256`` stays unset."""
     unknown = sorted(set(upgrade_assets) - {a.name for a in manifest.assets})
     if unknown:
         raise ResolveError(
@@ -60,10 +74,46 @@ def resolve(
                 check_pinned(rev, snap)
                 snapshots[src.key] = snap
     assets = tuple(_lock_asset(a, snapshots, client) for a in manifest.assets)
+    if hash_regular:
+        assets = _with_sha256(assets, previous, client, {})
     # Everything above came from a server: check it like a lockfile read from disk before
     # anything (a sync, a write) uses it.
     new = Lock(lockfile.LOCK_VERSION, manifest.manifest_hash(), assets)
     return lockfile.validated(new, f"the lock resolved from {manifest.source}")
+
+
+def _with_sha256(
+    assets: tuple[LockedAsset, ...],
+    previous: Lock | None,
+    client: HubClient,
+    fetched: dict[Digest, Digest],
+) -> tuple[LockedAsset, ...]:
+    """Every regular file with its SHA-256: already ``fetched`` (blob id -> SHA-256), from
+    the previous lock (same blob id), or downloaded and hashed once per blob id."""
+    known: dict[Digest, Digest] = dict(fetched)
+    for a in previous.assets if previous else ():
+        for s in a.sources:
+            for f in s.files:
+                if f.sha256 is not None and f.digest.algorithm != "sha256":
+                    known[f.digest] = f.sha256
+
+    def hashed(src: LockedSource, f: LockedFile) -> LockedFile:
+        if f.digest.algorithm == "sha256":
+            return f
+        if f.digest not in known:
+            got = client.fetch_checked(src.repo_id, src.repo_type, src.commit, f, 0)
+            known[f.digest] = got.sha256
+        return replace(f, sha256=known[f.digest])
+
+    return tuple(
+        replace(
+            a,
+            sources=tuple(
+                replace(s, files=tuple(hashed(s, f) for f in s.files)) for s in a.sources
+            ),
+        )
+        for a in assets
+    )
 
 
 def _pinned_commits(lock: Lock) -> dict[SourceKey, str]:

@@ -20,7 +20,15 @@ from modelctl.fs.paths import check_relpath
 from modelctl.fs.safeio import METADATA_MAX, same_text
 from modelctl.lock.digest import Digest
 from modelctl.lock.schema import is_valid_lock
-from modelctl.lock.types import Lock, LockedAsset, LockedFile, LockedSource, Manifest, RepoType
+from modelctl.lock.types import (
+    Lock,
+    LockedAsset,
+    LockedFile,
+    LockedSignature,
+    LockedSource,
+    Manifest,
+    RepoType,
+)
 from modelctl.lock.yamldoc import load_yaml, read_text, validate
 
 LOCK_NAME: Final = "modelctl.lock"
@@ -58,6 +66,7 @@ def normalize(lock: Lock) -> Lock:
                 )
                 for s in sorted(a.sources, key=lambda s: s.key)
             ),
+            a.signature,
         )
         for a in sorted(lock.assets, key=lambda a: a.name)
     )
@@ -74,21 +83,14 @@ def render(lock: Lock) -> str:
                 "kind": a.kind,
                 "enabled": a.enabled,
                 "spec": a.spec_hash,
+                **_signature_data(a.signature),
                 "sources": [
                     {
                         "repo": s.repo_id,
                         "repo_type": s.repo_type,
                         "revision": s.revision,
                         "commit": s.commit,
-                        "files": [
-                            {
-                                "path": f.path,
-                                "size": f.size,
-                                "digest": str(f.digest),
-                                "role": f.role,
-                            }
-                            for f in s.files
-                        ],
+                        "files": [_file_data(f) for f in s.files],
                     }
                     for s in a.sources
                 ],
@@ -100,6 +102,27 @@ def render(lock: Lock) -> str:
         data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
     )
     return HEADER + body
+
+
+def _signature_data(sig: LockedSignature | None) -> dict[str, Any]:
+    if sig is None:
+        return {}
+    return {
+        "signature": {
+            "path": sig.path,
+            "sha256": str(sig.sha256),
+            "method": sig.method,
+            "identity": sig.identity,
+        }
+    }
+
+
+def _file_data(f: LockedFile) -> dict[str, Any]:
+    data: dict[str, Any] = {"path": f.path, "size": f.size, "digest": str(f.digest)}
+    if f.sha256 is not None and f.digest.algorithm != "sha256":
+        data["sha256"] = str(f.sha256)  # a regular file's content hash, beside its blob id
+    data["role"] = f.role
+    return data
 
 
 def parse(text: str, source: str = "modelctl.lock") -> Lock:
@@ -121,7 +144,19 @@ def parse(text: str, source: str = "modelctl.lock") -> Lock:
             for j, f in enumerate(s["files"]):
                 where = doc.locate(["assets", name, "sources", i, "files", j, "path"])
                 check_relpath(f["path"], where=where, error=LockfileError)
-                files.append(LockedFile(f["path"], f["size"], Digest.parse(f["digest"]), f["role"]))
+                digest = Digest.parse(f["digest"])
+                sha256 = Digest.parse(f["sha256"]) if "sha256" in f else None
+                if sha256 is not None and digest.algorithm == "sha256" and sha256 != digest:
+                    raise LockfileError(
+                        f"file {f['path']!r} has two different SHA-256s",
+                        where=where,
+                        expected=f"sha256 equal to its digest {digest}",
+                        actual=str(sha256),
+                        hint="re-create the lock with `modelctl lock`",
+                    )
+                if digest.algorithm == "sha256":
+                    sha256 = None  # the digest is the SHA-256 already
+                files.append(LockedFile(f["path"], f["size"], digest, f["role"], sha256))
             sources.append(
                 LockedSource(
                     s["repo"],
@@ -131,7 +166,17 @@ def parse(text: str, source: str = "modelctl.lock") -> Lock:
                     tuple(files),
                 )
             )
-        assets.append(LockedAsset(name, a["kind"], a["enabled"], a["spec"], tuple(sources)))
+        sig = a.get("signature")
+        signature = (
+            LockedSignature(
+                sig["path"], Digest.parse(sig["sha256"]), sig["method"], sig["identity"]
+            )
+            if sig is not None
+            else None
+        )
+        assets.append(
+            LockedAsset(name, a["kind"], a["enabled"], a["spec"], tuple(sources), signature)
+        )
     lock = Lock(data["version"], data["manifest"], tuple(assets))
     _check_unique_paths(lock, source)
     return normalize(lock)

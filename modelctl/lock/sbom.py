@@ -3,11 +3,15 @@
 - ``purl``: ``pkg:huggingface/<org>/<name>@<commit>#<path>`` (the purl spec's huggingface
   type: namespace = org, version = the commit; the file is the purl's subpath). Dataset
   repos add ``?repository_url=https://huggingface.co/datasets``.
-- ``hashes``: SHA-256 for files the Hub stores with one (LFS). A regular file's lock
-  digest is a git blob id (``sha1("blob <size>\\0" + content)``), which is not the SHA-1
-  of the file, so it is given only as the ``modelctl:digest`` property, never as a hash.
+- ``hashes``: the file's SHA-256, for every file: LFS files' lock digest, regular files'
+  ``sha256`` (hashed at lock time). A regular file's lock digest is a git blob id
+  (``sha1("blob <size>\\0" + content)``), which is not the SHA-1 of the file, so it is
+  given only as the ``modelctl:digest`` and ``modelctl:git_blob`` properties, never as a
+  hash. A lock written before modelctl recorded regular files' SHA-256 gives those files
+  no ``hashes`` (run ``modelctl lock`` to add them).
 - ``properties``: ``modelctl:asset`` (once per asset that locks the file),
-  ``modelctl:role``, ``modelctl:size`` (bytes), ``modelctl:digest``, ``modelctl:revision``.
+  ``modelctl:role``, ``modelctl:size`` (bytes), ``modelctl:digest``, ``modelctl:revision``,
+  and ``modelctl:git_blob`` (the git blob id, regular files only).
 - ``type``: ``machine-learning-model`` for a model file, ``file`` for tokenizers, voices
   and other files.
 
@@ -25,6 +29,7 @@ from urllib.parse import quote
 
 from modelctl._version import __version__
 from modelctl.lock import lockfile
+from modelctl.lock.digest import Digest
 from modelctl.lock.types import ROLE_MODEL, FileRef, Lock
 
 SPEC_VERSION = "1.6"
@@ -55,7 +60,17 @@ def cyclonedx_data(lock: Lock) -> dict[str, Any]:
     revisions: dict[tuple[str, str, str], str] = {
         (s.repo_type, s.repo_id, s.commit): s.revision for a in lock.assets for s in a.sources
     }
-    components = [_component(refs, revisions[key[:3]]) for key, refs in sorted(by_file.items())]
+    sha256s: dict[tuple[str, str, str, str], Digest] = {
+        (s.repo_type, s.repo_id, s.commit, f.path): sha
+        for a in lock.assets
+        for s in a.sources
+        for f in s.files
+        if (sha := f.content_sha256) is not None
+    }
+    components = [
+        _component(refs, revisions[key[:3]], sha256s.get(key))
+        for key, refs in sorted(by_file.items())
+    ]
     return {
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
@@ -74,7 +89,7 @@ def cyclonedx_data(lock: Lock) -> dict[str, Any]:
     }
 
 
-def _component(refs: list[FileRef], revision: str) -> dict[str, Any]:
+def _component(refs: list[FileRef], revision: str, sha256: Digest | None) -> dict[str, Any]:
     ref = refs[0]
     ident = purl(ref.repo_id, ref.repo_type, ref.commit, ref.path)
     component: dict[str, Any] = {
@@ -85,14 +100,16 @@ def _component(refs: list[FileRef], revision: str) -> dict[str, Any]:
         "version": ref.commit,
         "purl": ident,
     }
-    if ref.digest.algorithm == "sha256":
-        component["hashes"] = [{"alg": "SHA-256", "content": ref.digest.hex}]
+    if sha256 is not None:
+        component["hashes"] = [{"alg": "SHA-256", "content": sha256.hex}]
     props = [{"name": "modelctl:asset", "value": a} for a in sorted({r.asset for r in refs})]
     props += [
         {"name": "modelctl:role", "value": ref.role},
         {"name": "modelctl:digest", "value": str(ref.digest)},
         {"name": "modelctl:revision", "value": revision},
     ]
+    if ref.digest.algorithm == "gitsha1":
+        props.append({"name": "modelctl:git_blob", "value": ref.digest.hex})
     if ref.size is not None:
         props.append({"name": "modelctl:size", "value": str(ref.size)})
     component["properties"] = props

@@ -22,12 +22,16 @@ _REPO: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za
 _COMMIT: Final = re.compile(r"^[0-9a-f]{40}$")
 _KINDS: Final = ("files", "gguf", "kokoro", "stt", "api")
 _REPO_TYPES: Final = ("model", "dataset")
-_ROLES: Final = ("file", "model", "tokenizer", "voice")
+_ROLES: Final = ("file", "model", "tokenizer", "voice", "signature")
 _MAX_SIZE: Final = 1099511627776000
 _TOP_KEYS: Final = frozenset({"version", "manifest", "assets"})
 _ASSET_KEYS: Final = frozenset({"kind", "enabled", "spec", "sources"})
+_ASSET_OPTIONAL: Final = frozenset({"signature"})
+_SIGNATURE_KEYS: Final = frozenset({"path", "sha256", "method", "identity"})
+_METHODS: Final = ("key", "certificate", "sigstore")
 _SOURCE_KEYS: Final = frozenset({"repo", "repo_type", "revision", "commit", "files"})
 _FILE_KEYS: Final = frozenset({"path", "size", "digest", "role"})
+_FILE_OPTIONAL: Final = frozenset({"sha256"})
 
 
 def is_valid_lock(data: Any) -> bool:
@@ -47,12 +51,27 @@ def is_valid_lock(data: Any) -> bool:
 
 def _asset(a: Any) -> bool:
     return (
-        _obj(a, _ASSET_KEYS)
+        _obj(a, _ASSET_KEYS, _ASSET_OPTIONAL)
+        and ("signature" not in a or _signature(a["signature"]))
         and _enum(a["kind"], _KINDS)
         and isinstance(a["enabled"], bool)
         and _match(_SHA256_REF, a["spec"])
         and isinstance(a["sources"], list)
         and all(_source(s) for s in a["sources"])
+    )
+
+
+def _signature(s: Any) -> bool:
+    if not _obj(s, _SIGNATURE_KEYS):
+        return False
+    path, identity = s["path"], s["identity"]
+    return (
+        isinstance(path, str)
+        and 1 <= len(path) <= 1024
+        and _match(_SHA256_REF, s["sha256"])
+        and _enum(s["method"], _METHODS)
+        and isinstance(identity, str)
+        and 1 <= len(identity) <= 1024
     )
 
 
@@ -71,7 +90,9 @@ def _source(s: Any) -> bool:
 
 
 def _file(f: Any) -> bool:
-    if not _obj(f, _FILE_KEYS):
+    if not _obj(f, _FILE_KEYS, _FILE_OPTIONAL):
+        return False
+    if "sha256" in f and not _match(_SHA256_REF, f["sha256"]):
         return False
     path, size = f["path"], f["size"]
     if not (isinstance(path, str) and 1 <= len(path) <= 1024):
@@ -82,9 +103,9 @@ def _file(f: Any) -> bool:
     return _match(_DIGEST, f["digest"]) and _enum(f["role"], _ROLES)
 
 
-def _obj(value: Any, keys: frozenset[str]) -> bool:
-    """An object with exactly these keys (all required, nothing else allowed)."""
-    return isinstance(value, dict) and value.keys() == keys
+def _obj(value: Any, keys: frozenset[str], optional: frozenset[str] = frozenset()) -> bool:
+    """An object with all of ``keys``, and nothing else but ``optional`` ones."""
+    return isinstance(value, dict) and keys <= value.keys() <= keys | optional
 
 
 def _match(pattern: re.Pattern[str], value: Any) -> bool:

@@ -24,6 +24,7 @@ ROLE_FILE = "file"
 ROLE_MODEL = "model"
 ROLE_TOKENIZER = "tokenizer"
 ROLE_VOICE = "voice"
+ROLE_SIGNATURE = "signature"  # an OpenSSF Model Signing bundle (model.sig)
 
 _GLOB_CHARS = frozenset("*?[")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
@@ -79,6 +80,42 @@ class Source:
         return (self.repo_type, self.repo_id, self.revision)
 
 
+SIGNATURE_DEFAULT_PATH = "model.sig"
+
+
+@dataclass(frozen=True)
+class SignatureSpec:
+    """What the manifest's ``signature:`` asks: an OpenSSF Model Signing bundle at ``path``
+    in the asset's repo, trusted by exactly one of: a public key file, a certificate chain
+    (PEM files), or a Sigstore identity and its OIDC issuer (keyless). Key and chain
+    paths are relative to the manifest's folder."""
+
+    path: str = SIGNATURE_DEFAULT_PATH
+    key: str | None = None
+    certificate_chain: tuple[str, ...] = ()
+    identity: str | None = None
+    issuer: str | None = None
+
+    @property
+    def method(self) -> str:
+        if self.key is not None:
+            return "key"
+        if self.certificate_chain:
+            return "certificate"
+        return "sigstore"
+
+    def spec(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "method": self.method}
+        if self.key is not None:
+            data["key"] = self.key
+        if self.certificate_chain:
+            data["certificate_chain"] = list(self.certificate_chain)
+        if self.identity is not None:
+            data["identity"] = self.identity
+            data["issuer"] = self.issuer
+        return data
+
+
 @dataclass(frozen=True)
 class Asset:
     """A named asset after preset expansion. ``kind`` is kept for the runtime loader."""
@@ -88,10 +125,12 @@ class Asset:
     enabled: bool
     sources: tuple[Source, ...]
     line: str = field(default="", compare=False)  # file:line of its declaration
+    signature: SignatureSpec | None = None  # checked against sources[0], the asset's repo
 
     def spec(self) -> dict[str, Any]:
-        """What the lock must match: everything that decides which files are locked."""
-        return {
+        """What the lock must match: everything that decides which files are locked (and,
+        when the asset is signed, how the signature is trusted)."""
+        spec: dict[str, Any] = {
             "kind": self.kind,
             "enabled": self.enabled,
             "sources": [
@@ -104,6 +143,9 @@ class Asset:
                 for s in self.sources
             ],
         }
+        if self.signature is not None:  # absent otherwise: unsigned assets keep their hash
+            spec["signature"] = self.signature.spec()
+        return spec
 
     def spec_hash(self) -> str:
         return sha256_of(self.spec())
@@ -130,10 +172,21 @@ class Manifest:
 
 @dataclass(frozen=True)
 class LockedFile:
+    """One locked file. ``digest`` is what the Hub names the content by (sha256 for LFS
+    files, the git blob id for regular ones); ``sha256`` is the file's SHA-256 when the
+    digest is not one already (a regular file: hashed at lock time; ``None`` in a lock
+    written before modelctl recorded it)."""
+
     path: str
     size: int | None
     digest: Digest
     role: str = ROLE_FILE
+    sha256: Digest | None = None
+
+    @property
+    def content_sha256(self) -> Digest | None:
+        """The file's SHA-256, whichever field holds it."""
+        return self.digest if self.digest.algorithm == "sha256" else self.sha256
 
 
 @dataclass(frozen=True)
@@ -150,12 +203,25 @@ class LockedSource:
 
 
 @dataclass(frozen=True)
+class LockedSignature:
+    """The signature checked at lock time: the file (also a locked file of the asset's
+    repo, so sync and verify check its bytes), its SHA-256, how it was trusted and the
+    identity it was checked against."""
+
+    path: str
+    sha256: Digest
+    method: str  # key | certificate | sigstore
+    identity: str
+
+
+@dataclass(frozen=True)
 class LockedAsset:
     name: str
     kind: str
     enabled: bool
     spec_hash: str
     sources: tuple[LockedSource, ...]
+    signature: LockedSignature | None = None
 
 
 class FileRef(NamedTuple):

@@ -143,7 +143,16 @@ def test_lock_records_commit_size_and_digest_for_every_preset(
     assert lock.asset("cloud") is not None and not list(lock.asset("cloud").sources)  # type: ignore[union-attr]
     # Per (repo, revision): the repo info (the commit) and one page of the tree listing.
     assert local_hub.count(path_contains="/api/") == 2 * 5
-    assert local_hub.count(path_contains="/resolve/") == 0
+    # Regular (non-LFS) files are downloaded to record their SHA-256, once per content
+    # (git blob id); no HEADs.
+    regular = {r.digest for r in refs if r.path not in LFS_NAMES}
+    assert local_hub.count("GET", "/resolve/") == len(regular)
+    assert local_hub.count("HEAD") == 0
+    for a in lock.assets:
+        for s in a.sources:
+            for f in s.files:
+                assert f.content_sha256 is not None
+                assert str(f.content_sha256) == sha256(repos[s.repo_id][f.path])
 
 
 def test_lock_is_byte_identical_across_runs(

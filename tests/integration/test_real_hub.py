@@ -95,6 +95,7 @@ def test_sync_waits_out_a_rate_limit_window_longer_than_its_backoff(
     write_repo(local_hub.root, "org/t", {"model.bin": data})
     m = manifest(tmp_path, "org/t", "[model.bin]")
     assert cli(capsys, "lock", "-m", str(m))[0] == 0
+    local_hub.clear_requests()  # lock downloaded the (regular) file once to hash it
     local_hub.faults.set(retry_after=None)
     local_hub.faults.rate_limit_for(9.0)
     began = time.monotonic()
@@ -211,6 +212,7 @@ def test_slow_storage_headers_sync_when_hf_hub_download_timeout_allows(
     write_repo(local_hub.root, "org/t", {"model.bin": data})
     m = manifest(tmp_path, "org/t", "[model.bin]")
     assert cli(capsys, "lock", "-m", str(m))[0] == 0
+    local_hub.clear_requests()  # lock downloaded the (regular) file once to hash it
     local_hub.faults.set(header_delay_s=10.5)
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "30")
     code, _out, err = cli(capsys, "sync", "-m", str(m))
@@ -380,7 +382,8 @@ def test_sync_through_a_connect_proxy_keeps_the_fast_transport(
         assert tunnels and all(r.status == 200 for r in tunnels)
         assert {r.target for r in tunnels} == {f"127.0.0.1:{tls_hub.port}"}
     assert synced(hf_env, "org/t", "model.bin") == data
-    assert tls_hub.count("GET", "/resolve/") == 2  # through the tunnels, end to end
+    # Through the tunnels, end to end: lock hashes both (regular) files, sync downloads both.
+    assert tls_hub.count("GET", "/resolve/") == 4
 
 
 def test_plain_http_through_a_forward_proxy_and_no_proxy(

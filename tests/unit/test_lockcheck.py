@@ -23,8 +23,9 @@ file_st = st.fixed_dictionaries(
         "path": st.text(min_size=1, max_size=12),
         "size": st.one_of(st.none(), st.integers(0, 2**45)),
         "digest": st.one_of(sha256, gitsha1),
-        "role": st.sampled_from(["file", "model", "tokenizer", "voice"]),
-    }
+        "role": st.sampled_from(["file", "model", "tokenizer", "voice", "signature"]),
+    },
+    optional={"sha256": sha256},  # a regular file's SHA-256 (absent in older locks)
 )
 source_st = st.fixed_dictionaries(
     {
@@ -35,13 +36,22 @@ source_st = st.fixed_dictionaries(
         "files": st.lists(file_st, max_size=3),
     }
 )
+signature_st = st.fixed_dictionaries(
+    {
+        "path": st.text(min_size=1, max_size=12),
+        "sha256": sha256,
+        "method": st.sampled_from(["key", "certificate", "sigstore"]),
+        "identity": st.text(min_size=1, max_size=20),
+    }
+)
 asset_st = st.fixed_dictionaries(
     {
         "kind": st.sampled_from(["files", "gguf", "kokoro", "stt", "api"]),
         "enabled": st.booleans(),
         "spec": sha256,
         "sources": st.lists(source_st, max_size=2),
-    }
+    },
+    optional={"signature": signature_st},  # an asset whose signature was checked
 )
 name_st = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,12}\Z")
 lock_st = st.fixed_dictionaries(
@@ -56,14 +66,16 @@ lock_st = st.fixed_dictionaries(
 # lengths and the size bound.
 EDGE: list[Any] = [
     None, True, False, 0, 1, -1, 1.0, 0.5, 2.0, float("inf"), float("nan"), "", "x",
-    "1", "model", "model\n", "files", "file", "dataset", "sha256:" + "a" * 64,
+    "1", "model", "model\n", "files", "file", "key", "sigstore", "dataset",
+    "sha256:" + "a" * 64,
     "sha256:" + "a" * 64 + "\n", "sha256:" + "A" * 64, "gitsha1:" + "0" * 40,
     "gitsha1:" + "0" * 39, "0" * 40, "0" * 40 + "\n", "g" * 40, "org/name", "org/na me",
     "/x", "x" * 256, "x" * 257, "x" * 1024, "x" * 1025, 1099511627776000,
     1099511627776001, 1099511627776000.0, 2**70, [], {}, [1], {"a": 1},
 ]  # fmt: skip
 KEYS = ["version", "manifest", "assets", "kind", "enabled", "spec", "sources", "repo",
-        "repo_type", "revision", "commit", "files", "path", "size", "digest", "role", "extra",
+        "repo_type", "revision", "commit", "files", "path", "size", "digest", "role", "sha256",
+        "signature", "method", "identity", "extra",
         "", "a", "-bad", "x" * 101, "ok\n"]  # fmt: skip
 EDGE_REPR = repr(EDGE)
 # A fresh copy each draw: mutate() edits values in place, and a drawn [] or {"a": 1} that

@@ -4,6 +4,7 @@ Lock.select (--asset) and outdated's file comparison: pure logic, property-teste
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cache
 
 import pytest
@@ -41,7 +42,7 @@ def test_every_lock_gives_a_valid_cyclonedx_sbom_with_one_component_per_file(loc
 
 @settings(max_examples=60, deadline=None)
 @given(locks())
-def test_sha256_files_carry_their_hash_and_gitsha1_files_none(lock: Lock) -> None:
+def test_files_carry_their_sha256_and_git_blob_ids_only_as_properties(lock: Lock) -> None:
     by_ref = {c["bom-ref"]: c for c in json.loads(cyclonedx(lock))["components"]}
     for r in lock.files():
         c = by_ref[purl(r.repo_id, r.repo_type, r.commit, r.path)]
@@ -50,7 +51,36 @@ def test_sha256_files_carry_their_hash_and_gitsha1_files_none(lock: Lock) -> Non
         if r.digest.algorithm == "sha256" and props["modelctl:digest"] == str(r.digest):
             assert c["hashes"] == [{"alg": "SHA-256", "content": r.digest.hex}]
         if r.digest.algorithm == "gitsha1" and props["modelctl:digest"] == str(r.digest):
-            assert "hashes" not in c  # a git blob id is not the file's SHA-1
+            assert props["modelctl:git_blob"] == r.digest.hex
+            # A git blob id is not the file's SHA-1: never a hash. These locks have no
+            # sha256 for regular files (as older locks), so they get none.
+            assert "hashes" not in c
+
+
+@settings(max_examples=30, deadline=None)
+@given(locks())
+def test_a_regular_files_sha256_is_its_hash(lock: Lock) -> None:
+    sha = Digest("sha256", "5" * 64)
+    with_sha = Lock(
+        lock.version,
+        lock.manifest_hash,
+        tuple(
+            replace(
+                a,
+                sources=tuple(
+                    replace(s, files=tuple(replace(f, sha256=sha) for f in s.files))
+                    for s in a.sources
+                ),
+            )
+            for a in lock.assets
+        ),
+    )
+    text = cyclonedx(with_sha)
+    assert validator().validate_str(text) is None
+    for c in json.loads(text)["components"]:
+        props = {p["name"]: p["value"] for p in c["properties"]}
+        if props["modelctl:digest"].startswith("gitsha1:"):
+            assert c["hashes"] == [{"alg": "SHA-256", "content": "5" * 64}]
 
 
 def test_purl_form() -> None:

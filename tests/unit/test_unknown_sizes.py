@@ -39,7 +39,7 @@ class SizelessHub:
 
 def test_unknown_sizes_flow_through_lock_and_plan(tmp_path: Path) -> None:
     manifest = parse_manifest("assets:\n  x:\n    repo: o/x\n    files: ['*']\n")
-    lock = resolve(manifest, SizelessHub())
+    lock = resolve(manifest, SizelessHub(), hash_regular=False)
     sizes = {r.path: r.size for r in lock.files()}
     assert sizes == {"a.bin": None, "b.txt": 7}
     assert str(next(r for r in lock.files() if r.path == "b.txt").digest) == "gitsha1:" + "b" * 40
@@ -58,7 +58,7 @@ def test_unknown_sizes_flow_through_lock_and_plan(tmp_path: Path) -> None:
 
 def test_plan_marks_unknown_size_file_cached_when_present(tmp_path: Path) -> None:
     manifest = parse_manifest("assets:\n  x:\n    repo: o/x\n    files: [a.bin]\n")
-    lock = resolve(manifest, SizelessHub())
+    lock = resolve(manifest, SizelessHub(), hash_regular=False)
     (ref,) = lock.files()
     settings = from_env({"HF_HOME": str(tmp_path)})
     store = make_store(settings, None)
@@ -81,5 +81,9 @@ def test_empty_and_tiny_files(size: int) -> None:
                 repo_id, repo_type, "c" * 40, (RemoteFile("e", size, Digest("gitsha1", "e" * 40)),)
             )
 
-    lock = resolve(parse_manifest("assets:\n  x:\n    repo: o/x\n    files: [e]\n"), TinyHub())
+    lock = resolve(
+        parse_manifest("assets:\n  x:\n    repo: o/x\n    files: [e]\n"),
+        TinyHub(),
+        hash_regular=False,
+    )
     assert plan_lock(lock).total_bytes == size
