@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol, TypeVar
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
 import httpx2
 import huggingface_hub as hf
@@ -56,6 +56,7 @@ from modelctl.transfer.retry import (
     ServerWait,
     server_wait,
 )
+from modelctl.transfer.urls import BadUrl, parse_url
 
 # What huggingface_hub and its HTTP client raise for Hub and network failures.
 HUB_ERRORS: tuple[type[BaseException], ...] = (
@@ -187,11 +188,20 @@ class HfHubClient:
         """The next page's URL: on the endpoint's own origin, or the token would go along."""
         if link is None:
             return None
-        if _origin(link) != _origin(self.endpoint):
+        home = parse_url(self.endpoint).origin
+        try:
+            there = parse_url(link, what="the next page's link").origin
+        except BadUrl as exc:
+            raise HubResponseError(
+                f"the Hub's tree listing links to {exc}",
+                where=here,
+                hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+            ) from None
+        if there != home:
             raise HubResponseError(
                 "the Hub's tree listing links to another server",
                 where=here,
-                expected=f"a next page on {_origin(self.endpoint)}",
+                expected=f"a next page on {home}",
                 actual=shown(link),
                 hint="the endpoint misbehaves: modelctl never sends the token elsewhere",
             )
@@ -350,9 +360,16 @@ class HfHubClient:
             resp = session.head(url, headers=headers, timeout=self._timeout, follow_redirects=False)
             location = resp.headers.get("Location")
             if resp.is_redirect and location:
-                target = urljoin(url, location)
-                if _origin(target) == _origin(url):
-                    url = target
+                try:
+                    target = parse_url(location, url, what="a redirect Location")
+                except BadUrl as exc:
+                    raise HubResponseError(
+                        f"the Hub answered a file's metadata request with {exc}",
+                        where=here,
+                        hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                    ) from None
+                if target.origin == parse_url(url).origin:
+                    url = target.text
                     continue
             hf_raise_for_status(resp)
             size = resp.headers.get("X-Linked-Size") or (
@@ -519,9 +536,3 @@ def _int_or_none(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or ""), parts.port or (443 if scheme == "https" else 80)

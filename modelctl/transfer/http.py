@@ -33,13 +33,36 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpcore2
 import httpx2
 
+from modelctl.transfer.urls import Origin, parse_url
+
 MAX_REDIRECTS: Final = 10
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+
+
+BodyWriter = Callable[[Callable[[bytes], None]], None]  # sends a body with the given send()
+
+
+class AnswerTooLong(http.client.HTTPException):
+    """An answer with more body than the caller reads into memory."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer read into memory (:meth:`StdlibTransport.request`)."""
+
+    status: int
+    headers: Mapping[str, str]  # lowercase names
+    body: bytes
+    url: str  # where it came from (after redirects)
+    redirected: bool = False
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
 
 class Response(Protocol):
@@ -79,9 +102,6 @@ class Timeouts:
         return cls(
             connect_s=seconds, read_s=max(cls.read_s, seconds), headers_s=max(headers_s, seconds)
         )
-
-
-Origin = tuple[str, str, int]  # scheme, host, port
 
 
 @dataclass(frozen=True)
@@ -225,14 +245,54 @@ class StdlibTransport:
             if resp.status in REDIRECT_STATUSES and location:
                 resp.read()  # a redirect's body is small: drain it to reuse the connection
                 self._keep(origin, conn, resp)
-                url = urljoin(url, location)
-                if _origin(url) != origin:
-                    # Like browsers and httpx: credentials never follow a redirect to
-                    # another host (the Hub sends LFS files to a CDN with a signed URL).
-                    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+                url, hdrs = _redirect(url, location, origin, hdrs)
                 continue
 
             return _StdlibResponse(resp, self._releaser(origin, conn), redirected=hops > 0)
+        raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        limit: int,
+        body: bytes | None = None,
+        write: BodyWriter | None = None,
+        length: int = 0,
+        follow: bool = False,
+    ) -> Answer:
+        """One request whose answer is read whole, at most ``limit`` bytes of body (else
+        :class:`AnswerTooLong`): what an OCI registry is asked (manifests, tokens, small
+        blobs, uploads), on the same pool, timeouts and checks as :meth:`get`.
+
+        The body is ``body``, or ``length`` bytes that ``write`` sends (given ``send``);
+        a streamed body is sent once (a failure is the caller's to retry). With
+        ``follow``, redirects are followed as by :meth:`get`.
+        """
+        hdrs = dict(headers)
+        for hops in range(MAX_REDIRECTS + 1):
+            origin = _origin(url)
+            resp, conn = self._send(origin, url, hdrs, method, body, write, length)
+            try:
+                data = resp.read(limit + 1)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                raise
+            if len(data) > limit:
+                conn.close()
+                raise AnswerTooLong(f"an answer longer than {limit} bytes")
+            if resp.isclosed() and not resp.will_close:
+                self._pool()[origin] = conn
+            else:
+                conn.close()
+            location = resp.getheader("Location")
+            if follow and resp.status in REDIRECT_STATUSES and location:
+                url, hdrs = _redirect(url, location, origin, hdrs)
+                continue
+            headers_lower = {k.lower(): v for k, v in resp.getheaders()}
+            return Answer(resp.status, headers_lower, data, url, redirected=hops > 0)
         raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
 
     def _releaser(
@@ -247,7 +307,14 @@ class StdlibTransport:
         return release
 
     def _send(
-        self, origin: tuple[str, str, int], url: str, headers: Mapping[str, str]
+        self,
+        origin: tuple[str, str, int],
+        url: str,
+        headers: Mapping[str, str],
+        method: str = "GET",
+        body: bytes | None = None,
+        write: BodyWriter | None = None,
+        length: int = 0,
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -261,7 +328,17 @@ class StdlibTransport:
             conn, reused = self._connection(origin)
             watchdog = _HeaderWatchdog(conn, self._timeouts.headers_s)
             try:
-                conn.request("GET", target, headers=dict(headers))
+                if write is None:
+                    conn.request(method, target, body=body, headers=dict(headers))
+                else:
+                    conn.putrequest(method, target, skip_accept_encoding=True)
+                    for k, v in headers.items():
+                        conn.putheader(k, v)
+                    conn.putheader("Content-Length", str(length))
+                    conn.endheaders()
+                    if conn.sock is not None:
+                        conn.sock.settimeout(self._timeouts.read_s)
+                    write(conn.send)
                 with watchdog:
                     resp = conn.getresponse()
                 if watchdog.fired:
@@ -276,7 +353,7 @@ class StdlibTransport:
                     raise TimeoutError(
                         f"no complete answer headers within {self._timeouts.headers_s:g} s"
                     ) from exc
-                if not reused:
+                if not reused or write is not None:
                     raise
                 # A kept-alive connection the server has closed meanwhile: one fresh try.
 
@@ -319,11 +396,20 @@ class _HeaderWatchdog:
 
 
 def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise http.client.InvalidURL(f"unsupported URL: {url}")
-    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
+    return parse_url(url).origin
+
+
+def _redirect(
+    url: str, location: str, origin: Origin, headers: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """Where a redirect leads (checked: :func:`modelctl.transfer.urls.parse_url`), and the
+    headers to send there."""
+    target = parse_url(location, url, what="a redirect Location")
+    if target.origin != origin:
+        # Like browsers and httpx: credentials never follow a redirect to another host
+        # (the Hub sends LFS files to a CDN with a signed URL).
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    return target.text, headers
 
 
 class _HttpxResponse:
