@@ -70,7 +70,17 @@ def target_option(text: str) -> Callable[[F], F]:
 
 
 def registry_options(func: F) -> F:
-    """--insecure / --ca-cert, shared by push and sync --from."""
+    """--insecure / --ca-cert / --token-host, shared by push and sync --from."""
+    func = click.option(
+        "--token-host",
+        "token_hosts",
+        multiple=True,
+        metavar="HOST",
+        help="Trust HOST with the registry's credentials when the registry's token service "
+        "is there (a Bearer realm on another origin); used over HTTPS only (repeatable) "
+        "[env: MODELCTL_REGISTRY_TOKEN_HOSTS]. Without it, credentials go only to the "
+        "registry's own origin.",
+    )(func)
     func = click.option(
         "--ca-cert",
         type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -87,14 +97,27 @@ def registry_options(func: F) -> F:
     return func
 
 
-def open_registry(ref: Reference, insecure: bool, ca_cert: Path | None) -> Registry:
-    """The registry client, with credentials from the Docker/Podman auth files."""
+def open_registry(
+    ref: Reference, insecure: bool, ca_cert: Path | None, token_hosts: tuple[str, ...] = ()
+) -> Registry:
+    """The registry client, with credentials from the Docker/Podman auth files and the
+    retry policy of every request (MODELCTL_RETRY_WAIT_MAX, MODELCTL_RETRY_BUDGET)."""
     # Imported here: the registry client (http.client, ssl) is for the OCI commands only.
-    from modelctl.oci.auth import find_credentials
+    from modelctl.oci import auth
     from modelctl.oci.registry import Registry, RegistryOptions
+    from modelctl.transfer.retry import RetryPolicy
 
-    creds = find_credentials(ref.registry, ref.name, os.environ, Path.home())
-    return Registry(ref, creds, RegistryOptions(insecure=insecure, ca_cert=ca_cert))
+    creds = auth.find_credentials(ref.registry, ref.name, os.environ, Path.home())
+    settings = settings_for(None)
+    options = RegistryOptions(
+        insecure=insecure,
+        ca_cert=ca_cert,
+        policy=RetryPolicy(
+            retry_after_max_s=settings.retry_wait_max_s, budget_s=settings.retry_budget_s
+        ),
+        token_hosts=auth.token_hosts(os.environ, token_hosts),
+    )
+    return Registry(ref, creds, options)
 
 
 def load_project(manifest_path: Path | None, lockfile_path: Path | None) -> project.Project:

@@ -58,6 +58,7 @@ def push_cmd(
     jobs: int,
     insecure: bool,
     ca_cert: Path | None,
+    token_hosts: tuple[str, ...],
     assets: tuple[str, ...],
 ) -> None:
     """Push the locked files and the lockfile to an OCI registry as a ModelPack artifact.
@@ -77,7 +78,7 @@ def push_cmd(
         raise click.UsageError("push takes a tag, not a digest (the digest is computed)")
     lock = lockfile.load(find_lockfile(manifest_path, lockfile_path)).select(assets)
     store = make_store(settings_for(None), target)
-    registry = open_registry(ref, insecure, ca_cert)
+    registry = open_registry(ref, insecure, ca_cert, token_hosts)
     from modelctl.oci.push import push
 
     result = push(

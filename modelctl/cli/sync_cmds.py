@@ -167,6 +167,7 @@ def sync_cmd(
     from_oci: str | None,
     insecure: bool,
     ca_cert: Path | None,
+    token_hosts: tuple[str, ...],
     assets: tuple[str, ...],
     deadline: float | None,
     as_json: bool,
@@ -205,7 +206,7 @@ def sync_cmd(
     elif oci_ref is not None:
         from modelctl.oci.source import OciSource  # the registry client: only for --from
 
-        registry = open_registry(oci_ref, insecure, ca_cert)
+        registry = open_registry(oci_ref, insecure, ca_cert, token_hosts)
         sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)
     else:
         source = hub_source(settings, jobs=jobs, connections=connections)

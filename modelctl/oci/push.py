@@ -27,7 +27,10 @@ from modelctl.lock import lockfile
 from modelctl.lock.digest import Digest, HashingReader
 from modelctl.lock.types import FileRef, Lock
 from modelctl.oci import modelpack
-from modelctl.oci.registry import Outgoing, Registry
+from modelctl.oci.blobs import has_blob, mount
+from modelctl.oci.manifests import put_manifest
+from modelctl.oci.registry import Registry
+from modelctl.oci.upload import Outgoing, upload
 from modelctl.parallel import run_parallel
 from modelctl.store.layout import Store
 from modelctl.store.presence import require_present
@@ -144,7 +147,7 @@ def push(
     # Largest first, so the long uploads start early.
     order = sorted(openers, key=lambda d: -openers[d][0])
     run_parallel(put, order, max(1, min(jobs, len(order))), cancel)
-    digest = registry.put_manifest(tag, built.manifest, modelpack.OCI_MANIFEST)
+    digest = put_manifest(registry, tag, built.manifest, modelpack.OCI_MANIFEST)
     counts = list(outcomes.values())
     return PushResult(
         f"{registry.ref.registry}/{registry.name}:{tag}@{digest}",
@@ -187,13 +190,13 @@ def _put_blob(
     source: _FileSource | None,
     mount_from: Sequence[str],
 ) -> str:
-    if registry.has_blob(digest):
+    if has_blob(registry, digest):
         return "present"
     for repo in mount_from:
-        if repo != registry.name and registry.mount(digest, repo):
+        if repo != registry.name and mount(registry, digest, repo):
             return "mounted"
     try:
-        registry.upload(digest, size, opener)
+        upload(registry, digest, size, opener)
     except IntegrityError as exc:
         if source is None or source.last is None:
             raise

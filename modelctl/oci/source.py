@@ -16,7 +16,6 @@ node costs it nothing). Otherwise :class:`OciSource`:
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,25 +26,16 @@ from modelctl.lock import lockfile
 from modelctl.lock.plan import PlannedFile
 from modelctl.lock.types import FileRef, Lock
 from modelctl.oci import modelpack
+from modelctl.oci.blobs import get_small_blob
+from modelctl.oci.manifests import get_manifest
 from modelctl.oci.reference import Reference
 from modelctl.oci.registry import Registry
 from modelctl.parallel import default_jobs
 from modelctl.progress import ProgressTracker
 from modelctl.store.layout import Store
 from modelctl.transfer.fetch import FetchContext, fetch_all
-from modelctl.transfer.http import StdlibTransport
 from modelctl.transfer.remote import Headers, Hints, plain_refusal
 from modelctl.transfer.retry import RetryPolicy
-
-DEFAULT_POLICY: Final = RetryPolicy()
-
-
-class RegistryTransport(StdlibTransport):
-    """sync's fast transport, with the registry's TLS settings (its CA, --insecure)."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(ssl_context=context)
-
 
 REGISTRY_HINTS: Final = Hints(
     auth="check the registry credentials (`docker login` / `podman login`, REGISTRY_AUTH_FILE)",
@@ -75,7 +65,7 @@ class RegistryRemote:
         return self.urls[ref]
 
     def headers(self) -> dict[str, str]:
-        return {"User-Agent": "modelctl", **self.registry.auth_headers("pull")}
+        return {**self.registry.headers(), **self.registry.auth_headers("pull")}
 
     def refused(self, status: int, headers: Headers, where: str, ref: FileRef) -> ModelctlError:
         return plain_refusal(self, status, where)
@@ -83,10 +73,10 @@ class RegistryRemote:
 
 def read_artifact(registry: Registry, ref: Reference) -> tuple[modelpack.Artifact, Lock, str]:
     """The artifact's manifest and lock, checked; and its manifest digest."""
-    data, media, digest = registry.get_manifest(ref)
+    data, media, digest = get_manifest(registry, ref)
     where = str(ref.with_digest(digest))
     artifact = modelpack.parse(data, media, where)
-    raw = registry.get_small_blob(artifact.lock_layer.digest, lockfile.MAX_LOCK_BYTES)
+    raw = get_small_blob(registry, artifact.lock_layer.digest, lockfile.MAX_LOCK_BYTES)
     try:
         theirs = lockfile.parse(raw.decode("utf-8"), f"{where}:{modelpack.LOCK_TITLE}")
     except (LockfileError, UnicodeDecodeError) as exc:
@@ -128,7 +118,7 @@ class OciSource:
     registry: Registry
     ref: Reference
     jobs: int | None = None  # parallel downloads; default min(8, files)
-    policy: RetryPolicy = DEFAULT_POLICY
+    policy: RetryPolicy | None = None  # default: the registry's (RegistryOptions.policy)
 
     def fetch(
         self,
@@ -143,8 +133,8 @@ class OciSource:
         urls = {pf.ref: self.registry.blob_url(_layer(artifact, pf, where).digest) for pf in todo}
         ctx = FetchContext(
             remote=RegistryRemote(self.registry, urls),
-            transport=RegistryTransport(self.registry.ssl_context),
-            policy=self.policy,
+            transport=self.registry.transport,  # one pool for the registry's requests and blobs
+            policy=self.policy or self.registry.options.policy,
             cancel=cancel,
         )
 

@@ -135,6 +135,14 @@ def test_bearer_token_flow(
         path = auth_file(tmp_path / "auth.json", r.address, USER, PASSWORD)
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(path))
         dest = f"oci://{r.address}/team/models:v1"
+        # The token service is on another origin (another port): the registry's password
+        # goes there only once the user names the host (issue 24 item 5).
+        assert main(["push", dest, "-m", str(project)]) == 3
+        err = capsys.readouterr().err
+        assert "token requests to another origin (http://127.0.0.1:" in err
+        assert "--token-host 127.0.0.1" in err and PASSWORD not in err
+        assert tokens.requests == []  # nothing was sent there
+        monkeypatch.setenv("MODELCTL_REGISTRY_TOKEN_HOSTS", "127.0.0.1")
         assert main(["push", dest, "-m", str(project)]) == 0, capsys.readouterr().err
         assert (USER, ["repository:team/models:pull,push"]) in tokens.requests
         # A mount asks for pull on the source repository in the same token.
@@ -156,6 +164,29 @@ def test_bearer_token_flow(
         assert main(["push", dest, "-m", str(project)]) == 3
         err = capsys.readouterr().err
         assert "invalid username or password" in err and "not-the-password" not in err
+
+
+def test_credentials_never_go_to_a_plain_http_realm_of_a_tls_registry(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Item 5: even to a host the user named, the password goes over HTTPS only, unless
+    the registry itself is plain HTTP (on loopback, or --insecure)."""
+    ca = reg.make_ca(tmp_path / "ca")
+    with (
+        reg.TokenServer(tmp_path / "tokens", {USER: PASSWORD}) as tokens,
+        reg.Registry(tmp_path / "tls-token-registry", tls=ca, token=tokens) as r,
+    ):
+        path = auth_file(tmp_path / "auth.json", r.address, USER, PASSWORD)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(path))
+        dest = f"oci://{r.address}/team/models:v1"
+        args = ["push", dest, "-m", str(project), "--ca-cert", str(ca.ca_cert)]
+        assert main([*args, "--token-host", "127.0.0.1"]) == 3
+        err = capsys.readouterr().err
+        assert "the registry's token service is on plain HTTP, and the registry is not" in err
+        assert main(args) == 3
+        assert "token requests to another origin" in capsys.readouterr().err
+        assert tokens.requests == []
 
 
 def _loopback_alias() -> str | None:

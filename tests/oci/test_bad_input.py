@@ -13,9 +13,11 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.oci import modelpack
+from modelctl.oci.manifests import put_manifest
 from modelctl.oci.push import _Bytes
 from modelctl.oci.reference import parse
 from modelctl.oci.registry import Registry, RegistryOptions
+from modelctl.oci.upload import upload
 from tests.oci.conftest import requires_registry
 from tests.support.servers import registry as reg
 
@@ -73,8 +75,8 @@ def _put_artifact(
 ) -> str:
     client = Registry(parse(f"oci://{r.address}/{name}:v1"), None, RegistryOptions())
     for data in blobs:
-        client.upload(modelpack.sha256_digest(data), len(data), lambda d=data: _Bytes(d))
-    client.put_manifest("v1", json.dumps(manifest).encode(), modelpack.OCI_MANIFEST)
+        upload(client, modelpack.sha256_digest(data), len(data), lambda d=data: _Bytes(d))
+    put_manifest(client, "v1", json.dumps(manifest).encode(), modelpack.OCI_MANIFEST)
     return f"oci://{r.address}/{name}:v1"
 
 

@@ -12,6 +12,7 @@ from modelctl.cli import main
 from modelctl.lock import lockfile
 from modelctl.lock.types import Lock
 from modelctl.oci import modelpack
+from modelctl.oci.manifests import get_manifest
 from modelctl.oci.push import push
 from modelctl.oci.reference import parse
 from modelctl.oci.registry import Registry, RegistryOptions
@@ -144,7 +145,7 @@ def test_manifest_is_modelpack(project: Path, registry: reg.Registry, hf_env: Pa
 
 
 def _manifest(r: reg.Registry, name: str, tag: str) -> bytes:
-    data, _, _ = client(r, name, tag).get_manifest(parse(f"oci://{r.address}/{name}:{tag}"))
+    data, _, _ = get_manifest(client(r, name, tag), parse(f"oci://{r.address}/{name}:{tag}"))
     return data
 
 
