@@ -52,6 +52,8 @@ def test_the_site_builds_strictly_without_a_warning(tmp_path: Path) -> None:
     api = (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("open_lock", "provision", "download_plan", "LocalHub", "IntegrityError"):
         assert name in api, f"the API reference lacks {name}"
+    for role in (":func:", ":meth:", ":class:", ":mod:"):
+        assert role not in api, f"a Sphinx role left as text in the API reference: {role}"
 
 
 def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
@@ -61,6 +63,8 @@ def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
 
     shutil.copytree(DOCS, tmp_path / "docs")
     shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "mkdocs_hooks.py", tmp_path / "scripts")
     with (tmp_path / "docs" / "demo.md").open("a", encoding="utf-8") as f:
         f.write("\nSee [the sync page](sync.md#no-such-section).\n")
     done = subprocess.run(
