@@ -421,10 +421,17 @@ class HfHubClient:
             ) as resp:
                 location = resp.headers.get("Location")
                 if resp.is_redirect and location:
-                    target = urljoin(url, location)
-                    if _origin(target) != _origin(url):
+                    try:
+                        target = parse_url(location, url, what="a redirect Location")
+                    except BadUrl as exc:
+                        raise HubResponseError(
+                            f"the Hub answered a file request with {exc}",
+                            where=here,
+                            hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                        ) from None
+                    if target.origin != parse_url(url).origin:
                         headers.pop("authorization", None)  # no token to another origin
-                    url = target
+                    url = target.text
                     continue
                 if resp.status_code in RETRY_STATUSES:
                     told = server_wait(
