@@ -18,7 +18,7 @@ setup:
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         {{py}} -m pip install -q --upgrade pip
         # llama-cpp-python has no wheel here: pip builds it once (~3 min on 2 cores), then caches the wheel.
-        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt,docs]"
+        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt,g2p,docs]"
         echo "$want" > "$stamp"
     fi
 
