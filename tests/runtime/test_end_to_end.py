@@ -1,7 +1,6 @@
 """Manifest -> lock -> sync -> runtime, with REAL models and their real runtimes.
 
-The assistant's closed loop (the demo's): Kokoro speaks, silero VAD finds the speech,
-Whisper transcribes it, llama.cpp answers the transcript, Kokoro speaks the answer.
+(The assistant's closed loop, with the real Gemma GGUF: tests/runtime/test_assistant.py.)
 
 llama-cpp generates tokens from the locked GGUF, Kokoro synthesizes audio, silero VAD
 finds the speech in it, the tokenizer encodes text; then one flipped byte in a synced
@@ -11,7 +10,6 @@ file makes ``verify="full"`` refuse it.
 from __future__ import annotations
 
 import shutil
-import wave
 from pathlib import Path
 
 import pytest
@@ -91,47 +89,3 @@ def test_lock_sync_then_load_every_model_offline(
     blob.write_bytes(bytes(raw))
     with pytest.raises(NotSyncedError, match="content differs"):
         open_lock(demo_project.with_suffix(".lock"), verify="full").gguf("llm")
-
-
-def test_the_assistant_loop_closes_offline_on_real_models(
-    demo_project: Path,
-    hf_env: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Kokoro asks -> VAD -> Whisper -> llama.cpp -> Kokoro answers, from the lock, offline."""
-    import modelctl
-    from scripts.demo import QUESTION, assistant_loop, contains_words, words
-
-    pytest.importorskip("faster_whisper", reason="faster-whisper (extra stt) runs Whisper")
-    run(capsys, "lock", "-m", str(demo_project))
-    run(capsys, "sync", "-m", str(demo_project))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing below may use the network
-    models = modelctl.provision(demo_project.with_suffix(".lock"), offline=True)
-
-    said: list[str] = []
-    report = assistant_loop(models, tmp_path, say=said.append)
-    assert [s[0] for s in report.stages] == ["load", "tts-ask", "vad", "stt", "llm", "tts-answer"]
-    assert len(said) == 6 and all(" ms " in line for line in said)
-    assert contains_words(report.transcript, QUESTION), report.transcript
-    assert words(report.transcript) == ["hello", "how", "are", "you"]
-    assert 0.5 < report.speech_s < 3.0, "the VAD kept the speech, not the whole clip"
-    assert report.tokens > 0 and report.answer
-    assert report.spoken and (report.fell_back or report.spoken.split()[0] in report.answer)
-    for wav in report.wavs:
-        with wave.open(str(wav)) as w:
-            assert w.getframerate() == 24_000 and w.getnframes() > 24_000 // 4
-
-
-def test_the_loop_checks_its_transcript() -> None:
-    from scripts.demo import contains_words, letters_as_phonemes, speech_region
-
-    assert contains_words(" Hello, how are you?", "hello how are you")
-    assert contains_words("HELLO!! how... are you today", "Hello, how are you?")
-    assert not contains_words("Hello, who are you?", "Hello, how are you?")
-    assert not contains_words("you are how hello", "Hello, how are you?")
-    assert letters_as_phonemes("Big dog!", {c: 1 for c in "bidoɡ"}) == "biɡ doɡ"
-    assert speech_region([0.1, 0.2]) is None
-    assert speech_region([0.0] * 10 + [0.9] * 5 + [0.0] * 10) == (7 * 512, 18 * 512)
