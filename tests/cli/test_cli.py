@@ -11,7 +11,7 @@ import pytest
 from modelctl.cli import main
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli_subprocess(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "modelctl", *args],
         capture_output=True,
@@ -22,24 +22,24 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 
 
 def test_help_lists_commands_and_exit_codes() -> None:
-    r = run_cli("--help")
+    r = cli_subprocess("--help")
     assert r.returncode == 0
     for word in ("lock", "plan", "Exit codes", "bad input"):
         assert word in r.stdout
 
 
 def test_version() -> None:
-    r = run_cli("--version")
+    r = cli_subprocess("--version")
     assert r.returncode == 0 and "modelctl" in r.stdout
 
 
 def test_unknown_option_is_a_usage_error() -> None:
-    r = run_cli("lock", "--nope")
+    r = cli_subprocess("lock", "--nope")
     assert r.returncode == 2 and "No such option" in r.stderr
 
 
 def test_no_manifest_found(tmp_path: Path) -> None:
-    r = run_cli("lock", cwd=tmp_path)
+    r = cli_subprocess("lock", cwd=tmp_path)
     assert r.returncode == 2
     assert "no modelctl.yaml found" in r.stderr and "Traceback" not in r.stderr
 
@@ -60,7 +60,7 @@ def test_manifest_is_found_upwards(
 def test_schema_violation_in_subprocess_has_no_traceback(tmp_path: Path) -> None:
     m = tmp_path / "modelctl.yaml"
     m.write_text("assets:\n  tts:\n    kind: kokoro\n    variant: q99\n")
-    r = run_cli("lock", "-m", str(m))
+    r = cli_subprocess("lock", "-m", str(m))
     assert r.returncode == 2
     assert f"{m}:4:14" in r.stderr and "q99" in r.stderr and "expected one of" in r.stderr
     assert "Traceback" not in r.stderr

@@ -15,7 +15,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from modelctl.cli import main
 from modelctl.lock import lockfile
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 LFS = ("*.bin", "*.gguf", "*.onnx")
 
@@ -51,21 +51,23 @@ def repos(hub_root: Path) -> None:
     write_repo(
         hub_root,
         "org/whisper",
-        {"model.bin": blob(1, 3000), "config.json": b'{"a": 1}', "vocabulary.txt": b"a b"},
+        {"model.bin": seeded_bytes(1, 3000), "config.json": b'{"a": 1}', "vocabulary.txt": b"a b"},
         lfs_patterns=LFS,
     )
     stt_layout = {n: b"{}" for n in ("config.json", "tokenizer.json", "vocabulary.txt")}
-    write_repo(hub_root, "org/whisper", {"model.bin": blob(1, 3000), **stt_layout}, "v1", LFS)
-    write_repo(hub_root, "org/vad", {"vad.onnx": blob(2, 2000)}, lfs_patterns=LFS)
-    write_repo(hub_root, "org/llm-GGUF", {"q4.gguf": blob(3, 4000)}, lfs_patterns=LFS)
+    write_repo(
+        hub_root, "org/whisper", {"model.bin": seeded_bytes(1, 3000), **stt_layout}, "v1", LFS
+    )
+    write_repo(hub_root, "org/vad", {"vad.onnx": seeded_bytes(2, 2000)}, lfs_patterns=LFS)
+    write_repo(hub_root, "org/llm-GGUF", {"q4.gguf": seeded_bytes(3, 4000)}, lfs_patterns=LFS)
     write_repo(hub_root, "org/llm", {"tokenizer.json": b"{}", "tokenizer_config.json": b"{}"})
     write_repo(
         hub_root,
         "onnx-community/Kokoro-82M-v1.0-ONNX",
         {
-            "onnx/model_quantized.onnx": blob(4, 3000),
+            "onnx/model_quantized.onnx": seeded_bytes(4, 3000),
             "tokenizer.json": b'{"k": 1}',
-            "voices/af_heart.bin": blob(5, 512),
+            "voices/af_heart.bin": seeded_bytes(5, 512),
         },
         lfs_patterns=LFS,
     )
@@ -328,7 +330,7 @@ def test_bundle_asset_round_trips_with_the_same_subset(
         str(target),
     )  # fmt: skip
     assert code == 0, err
-    assert (target / "vad" / "vad.onnx").read_bytes() == blob(2, 2000)
+    assert (target / "vad" / "vad.onnx").read_bytes() == seeded_bytes(2, 2000)
     assert not (target / "stt").exists()
 
 

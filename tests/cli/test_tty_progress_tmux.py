@@ -21,15 +21,15 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (.ci/run)")
 
 MiB = 1024 * 1024
 FILES = {
-    "a-rather-long-folder-name/model-00001-of-00003.safetensors": blob(1, 3 * MiB),
-    "a-rather-long-folder-name/model-00002-of-00003.safetensors": blob(2, 3 * MiB),
-    "a-rather-long-folder-name/model-00003-of-00003.safetensors": blob(3, 2 * MiB),
+    "a-rather-long-folder-name/model-00001-of-00003.safetensors": seeded_bytes(1, 3 * MiB),
+    "a-rather-long-folder-name/model-00002-of-00003.safetensors": seeded_bytes(2, 3 * MiB),
+    "a-rather-long-folder-name/model-00003-of-00003.safetensors": seeded_bytes(3, 2 * MiB),
     "config.json": b"{}",
 }
 MANIFEST = (

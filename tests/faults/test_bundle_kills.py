@@ -18,14 +18,14 @@ import pytest
 
 from modelctl.bundle.archive import INDEX_MEMBER, LOCK_MEMBER
 from tests.support.fault_report import REPORT
-from tests.support.faults import MiB, blob, cli_env, make_project, run_cli
+from tests.support.helpers import MiB, cli_env, cli_in_process, make_project, seeded_bytes
 
 pytestmark = pytest.mark.faults
 
 SEED = 0x5EED_0011
 ROUNDS = 4
 MANIFEST = 'assets:\n  b:\n    repo: org/bk\n    files: ["*.bin"]\n'
-REPO = {f"w{i}.bin": blob(80 + i, 24 * MiB) for i in range(3)}
+REPO = {f"w{i}.bin": seeded_bytes(80 + i, 24 * MiB) for i in range(3)}
 
 
 def _temps(folder: Path) -> list[Path]:
@@ -38,7 +38,7 @@ def test_killed_bundles_leave_at_most_one_temp_file(
     rng = random.Random(SEED)
     project = make_project(tmp_path / "p", hub_root, {"org/bk": REPO}, MANIFEST)
     lock = ("--lockfile", str(project.lock_path))
-    code, _, err = run_cli(capsys, "sync", "-q", "--frozen", *lock)
+    code, _, err = cli_in_process(capsys, "sync", "-q", "--frozen", *lock)
     assert code == 0, err
     out_dir = tmp_path / "bundles"
     out_dir.mkdir()
@@ -64,12 +64,12 @@ def test_killed_bundles_leave_at_most_one_temp_file(
         assert not out.exists() or out.stat().st_size > 72 * MiB  # OUT complete or absent
     REPORT.add("kills", kills)
     assert kills >= 1
-    code, _, err = run_cli(capsys, "bundle", str(out), *lock)
+    code, _, err = cli_in_process(capsys, "bundle", str(out), *lock)
     assert code == 0, err
     assert _temps(out_dir) == []
     with tarfile.open(out) as tar:
         assert tar.getnames()[:2] == [LOCK_MEMBER, INDEX_MEMBER]
-    code, _, err = run_cli(
+    code, _, err = cli_in_process(
         capsys,
         "sync",
         "-q",

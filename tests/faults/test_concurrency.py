@@ -16,16 +16,16 @@ from modelctl.cli import main
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     Project,
     audit,
-    blob,
     clear,
     cli_env,
     make_project,
     range_start,
     resolve_gets,
+    seeded_bytes,
     spawn_sync,
     stray_temp_files,
 )
@@ -48,13 +48,13 @@ assets:
 """
 REPOS = {
     "org/c": {
-        "weights.safetensors": blob(31, 3 * MiB),
-        "extra.bin": blob(32, 2 * MiB),
+        "weights.safetensors": seeded_bytes(31, 3 * MiB),
+        "extra.bin": seeded_bytes(32, 2 * MiB),
         "config.json": b'{"a": 1}',
         "notes/a.txt": b"a",
         "notes/b.txt": b"bb",
     },
-    "org/g": {"m.gguf": blob(33, 3 * MiB // 2)},
+    "org/g": {"m.gguf": seeded_bytes(33, 3 * MiB // 2)},
 }
 SLOW = {"weights.safetensors", "extra.bin", "m.gguf"}
 

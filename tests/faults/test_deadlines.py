@@ -27,15 +27,15 @@ from modelctl.testing.hub import LocalHub
 from modelctl.transfer.http import Response, StdlibTransport, Timeouts, Transport
 from modelctl.transfer.retry import RetryPolicy
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     FAST,
     Project,
     audit,
-    blob,
+    cli_in_process,
     content_gets,
     lib_sync,
     make_project,
-    run_cli,
+    seeded_bytes,
 )
 
 pytestmark = pytest.mark.faults
@@ -51,7 +51,9 @@ def transport(limits: Limits) -> StdlibTransport:
 
 @pytest.fixture
 def project(tmp_path: Path, hf_env: Path, hub_root: Path) -> Project:
-    return make_project(tmp_path / "p", hub_root, {"org/d": {"w.bin": blob(101, SIZE)}}, MANIFEST)
+    return make_project(
+        tmp_path / "p", hub_root, {"org/d": {"w.bin": seeded_bytes(101, SIZE)}}, MANIFEST
+    )
 
 
 def limited_sync(
@@ -135,7 +137,7 @@ def test_the_overall_deadline_ends_the_sync(
 ) -> None:
     local_hub.faults.set(slow_bytes_per_sec=20_000)
     began = time.monotonic()
-    code, _, err = run_cli(
+    code, _, err = cli_in_process(
         capsys,
         "sync",
         "-q",

@@ -25,16 +25,16 @@ from modelctl.store import partial
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     Project,
     audit,
-    blob,
     clear,
+    cli_in_process,
     make_project,
     partials_are_prefixes,
     resolve_gets,
-    run_cli,
+    seeded_bytes,
     stray_temp_files,
 )
 
@@ -56,13 +56,13 @@ assets:
 """
 REPOS = {
     "org/d": {
-        "weights.safetensors": blob(21, 3 * MiB),
-        "extra.bin": blob(22, 2 * MiB),
+        "weights.safetensors": seeded_bytes(21, 3 * MiB),
+        "extra.bin": seeded_bytes(22, 2 * MiB),
         "config.json": b'{"a": 1}',
         "notes/a.txt": b"a",
         "notes/b.txt": b"bb",
     },
-    "org/e": {"m.gguf": blob(23, 3 * MiB // 2)},
+    "org/e": {"m.gguf": seeded_bytes(23, 3 * MiB // 2)},
 }
 TOTAL = sum(len(d) for files in REPOS.values() for d in files.values())
 
@@ -143,12 +143,12 @@ def check_next_run_completes(
 ) -> None:
     clear(local_hub)
     lock = ["--lockfile", str(project.lock_path), *args]
-    code, _, err = run_cli(capsys, "sync", "--frozen", *lock)
+    code, _, err = cli_in_process(capsys, "sync", "--frozen", *lock)
     assert code == 0, f"{ctx}\n{err}"
     for path, have in partials.items():
         ranges = [g.range for g in resolve_gets(local_hub, project.ref(path))]
         assert ranges[:1] == ([f"bytes={have}-"] if have else [None]), f"{ctx} {path}"
-    code, _, err = run_cli(capsys, "verify", "--full", *lock)
+    code, _, err = cli_in_process(capsys, "verify", "--full", *lock)
     assert code == 0, f"{ctx}\n{err}"
     assert audit(project.lock(), store, context=ctx).checked == len(project.refs())
     assert stray_temp_files(store.root) == [], ctx  # temporary files are gone
@@ -199,7 +199,7 @@ def test_full_tmpfs_exit_5_then_resume(
         base = small_disk / f"r{i}"
         store, args = layout(cache, base, monkeypatch)
         fill = leave_free(small_disk, free)
-        code, _, err = run_cli(
+        code, _, err = cli_in_process(
             capsys, "sync", "--frozen", "--lockfile", str(project.lock_path), *args, *jobs
         )
         first = err[err.index("storage error") :].splitlines()[0] if code else ""
@@ -247,7 +247,7 @@ def test_injected_enospc_exit_5_then_resume(
         full = FullDiskOs(budget)
         with monkeypatch.context() as m:
             m.setattr(partial, "os", full)
-            code, _, err = run_cli(
+            code, _, err = cli_in_process(
                 capsys, "sync", "--frozen", "--lockfile", str(project.lock_path), *args
             )
         assert full.hits >= 1, ctx  # the disk really filled up

@@ -20,13 +20,12 @@ import pytest
 from modelctl.errors import NetworkError, redact
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import blob, cli_env
-from tests.support.helpers import write_repo
+from tests.support.helpers import cli_env, seeded_bytes, write_repo
 
 pytestmark = pytest.mark.faults
 
 TOKEN = "hf_SeCrEtToKeN0123456789abcdef"
-REPO = {"w.safetensors": blob(91, 200_000), "config.json": b'{"e": 1}'}
+REPO = {"w.safetensors": seeded_bytes(91, 200_000), "config.json": b'{"e": 1}'}
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

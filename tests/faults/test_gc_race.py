@@ -18,13 +18,13 @@ from modelctl.store.gc import collect, find_garbage
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     Project,
     audit,
-    blob,
     cli_env,
+    cli_in_process,
     make_project,
-    run_cli,
+    seeded_bytes,
     spawn_sync,
     stray_temp_files,
 )
@@ -43,7 +43,7 @@ assets:
 # Many small files in many folders: each folder is made by the sync shortly before its
 # first file is written, which is the moment gc used to remove it.
 REPO = {
-    f"d{i}/s{j}/f{k}.bin": blob(1000 * i + 10 * j + k, 2048)
+    f"d{i}/s{j}/f{k}.bin": seeded_bytes(1000 * i + 10 * j + k, 2048)
     for i in range(4)
     for j in range(3)
     for k in range(2)
@@ -102,7 +102,7 @@ def test_gc_never_deletes_through_a_symlink(
     tmp_path: Path, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "out"
-    code, _, err = run_cli(
+    code, _, err = cli_in_process(
         capsys,
         "sync",
         "-q",
@@ -131,7 +131,7 @@ def test_gc_never_deletes_through_a_symlink(
     (target / "other").symlink_to(outside, target_is_directory=True)
     REPORT.add("bad_inputs", 3)
     for args in ((), ("--all-repos",)):
-        code, out, err = run_cli(
+        code, out, err = cli_in_process(
             capsys,
             "gc",
             "--delete",

@@ -21,8 +21,7 @@ from modelctl.lock.types import FileRef, is_commit
 from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import run_cli
-from tests.support.helpers import blob, lock_text, write_repo
+from tests.support.helpers import cli_in_process, lock_text, seeded_bytes, write_repo
 
 pytestmark = pytest.mark.faults
 
@@ -67,7 +66,7 @@ def test_a_hostile_commit_id_is_refused_before_anything_is_written(
     write_repo(
         hub_root,
         "org/t",
-        {"model.bin": blob(1, 4096), "config.json": b"{}"},
+        {"model.bin": seeded_bytes(1, 4096), "config.json": b"{}"},
         lfs_patterns=("*.bin",),
     )
     proj = tmp_path / "proj"
@@ -81,12 +80,12 @@ def test_a_hostile_commit_id_is_refused_before_anything_is_written(
     REPORT.add("bad_inputs")
 
     # No lockfile: sync re-locks in memory first, which is where the sha used to slip in.
-    code, _out, err = run_cli(capsys, "sync", "-m", str(manifest), "-q")
+    code, _out, err = cli_in_process(capsys, "sync", "-m", str(manifest), "-q")
     assert code == EXIT_NETWORK, err
     assert "commit" in err and "Traceback" not in err
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     assert code == EXIT_NETWORK, err
-    code, _out, err = run_cli(capsys, "plan", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "plan", "-m", str(manifest))
     assert code == EXIT_NETWORK, err
 
     assert not (proj / "modelctl.lock").exists()
@@ -101,16 +100,16 @@ def test_a_hostile_commit_after_a_good_lock_is_refused_too(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A stale lock makes sync re-lock; the new answer is checked like the first one."""
-    write_repo(hub_root, "org/t", {"model.bin": blob(2, 4096), "config.json": b"{}"})
+    write_repo(hub_root, "org/t", {"model.bin": seeded_bytes(2, 4096), "config.json": b"{}"})
     proj = tmp_path / "proj"
     proj.mkdir()
     manifest = proj / "modelctl.yaml"
     manifest.write_text(MANIFEST)
-    assert run_cli(capsys, "lock", "-m", str(manifest))[0] == 0
+    assert cli_in_process(capsys, "lock", "-m", str(manifest))[0] == 0
     good = (proj / "modelctl.lock").read_bytes()
     manifest.write_text(MANIFEST.replace("config.json]", "config.json, '*.json']"))
     local_hub.faults.set(repo_info_patch={"sha": "../../../../X"})
-    code, _out, err = run_cli(capsys, "sync", "-m", str(manifest), "-q")
+    code, _out, err = cli_in_process(capsys, "sync", "-m", str(manifest), "-q")
     assert code == EXIT_NETWORK, err
     assert (proj / "modelctl.lock").read_bytes() == good
     assert not (hf_env.parent.parent / "X").exists()
@@ -195,13 +194,13 @@ def test_malformed_repo_metadata_is_one_clear_error_and_no_lock(
     local_hub: LocalHub,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    write_repo(hub_root, "org/t", {"model.bin": blob(3, 4096), "config.json": b"{}"})
+    write_repo(hub_root, "org/t", {"model.bin": seeded_bytes(3, 4096), "config.json": b"{}"})
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text("assets:\n  net:\n    repo: org/t\n    files: ['*.bin']\n")
     local_hub.faults.set(repo_info_body=body)
     REPORT.add("bad_inputs")
     for command in ("lock", "sync", "plan"):
-        code, _out, err = run_cli(capsys, command, "-m", str(manifest))
+        code, _out, err = cli_in_process(capsys, command, "-m", str(manifest))
         assert code == EXIT_NETWORK, f"{command}: {err}"
         assert ("org/t@main" in err and "malformed" in err) or "larger" in err, err
         assert "Traceback" not in err
@@ -218,14 +217,14 @@ def test_a_mirror_without_lfs_sha256_locks_through_head(
 ) -> None:
     """Missing metadata is not malformed (huggingface_hub raises KeyError here): the digest
     comes from a HEAD instead, and the lock holds the real sha256."""
-    data = blob(4, 4096)
+    data = seeded_bytes(4, 4096)
     write_repo(hub_root, "org/t", {"model.bin": data}, lfs_patterns=("*.bin",))
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text("assets:\n  net:\n    repo: org/t\n    files: [model.bin]\n")
     snap_sha = local_hub_commit(local_hub, "org/t")
     siblings = [{"rfilename": "model.bin", "size": 4096, "lfs": {"size": 4096}}]
     local_hub.faults.set(repo_info_patch={"sha": snap_sha, "siblings": siblings})
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     assert code == 0, err
     assert f"sha256:{hashlib.sha256(data).hexdigest()}" in (tmp_path / "modelctl.lock").read_text()
 
@@ -248,12 +247,12 @@ def test_an_impossible_size_from_the_head_fallback_is_refused(
     local_hub: LocalHub,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    write_repo(hub_root, "org/t", {"model.bin": blob(5, 4096)}, lfs_patterns=("*.bin",))
+    write_repo(hub_root, "org/t", {"model.bin": seeded_bytes(5, 4096)}, lfs_patterns=("*.bin",))
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text("assets:\n  net:\n    repo: org/t\n    files: [model.bin]\n")
     local_hub.faults.set(omit_metadata=True, linked_size=linked_size)
     REPORT.add("bad_inputs")
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     if linked_size == "1e30":
         # Not a number at all: huggingface_hub reads it as "unknown", like a mirror that
         # sends no size; the lock says null and sync bounds the download by the digest.
@@ -274,24 +273,24 @@ def test_a_pinned_commit_is_enforced_when_relocking(
 ) -> None:
     """Re-locking asks for /revision/<locked commit>; another commit in the answer is
     refused instead of silently moving the lock."""
-    write_repo(hub_root, "org/t", {"model.bin": blob(6, 4096), "config.json": b"{}"})
+    write_repo(hub_root, "org/t", {"model.bin": seeded_bytes(6, 4096), "config.json": b"{}"})
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text(MANIFEST)
-    assert run_cli(capsys, "lock", "-m", str(manifest))[0] == 0
+    assert cli_in_process(capsys, "lock", "-m", str(manifest))[0] == 0
     before = (tmp_path / "modelctl.lock").read_bytes()
     commit = local_hub_commit(local_hub, "org/t")
     local_hub.faults.set(repo_info_patch={"sha": "d" * 40})
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     assert code == EXIT_NETWORK, err
     assert "another commit than the one pinned" in err
     assert (tmp_path / "modelctl.lock").read_bytes() == before
     # A commit pinned in the manifest itself is held to the same rule.
     (tmp_path / "modelctl.lock").unlink()
     manifest.write_text(MANIFEST.replace("repo: org/t", f"repo: org/t\n    revision: {commit}"))
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     assert code == EXIT_NETWORK, err
     local_hub.faults.reset()
-    assert run_cli(capsys, "lock", "-m", str(manifest))[0] == 0
+    assert cli_in_process(capsys, "lock", "-m", str(manifest))[0] == 0
 
 
 def test_numbers_python_cannot_hold_are_input_errors(
@@ -300,11 +299,11 @@ def test_numbers_python_cannot_hold_are_input_errors(
     huge = "9" * 5000
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text(f"version: {huge}\nassets: {{}}\n")
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     assert code == EXIT_INPUT and "Traceback" not in err, err
     lock = tmp_path / "x.lock"
     lock.write_text(lock_text().replace("size: 3", f"size: {huge}"))
-    code, _out, err = run_cli(capsys, "verify", "--lockfile", str(lock))
+    code, _out, err = cli_in_process(capsys, "verify", "--lockfile", str(lock))
     assert code == EXIT_INPUT and "Traceback" not in err, err
     REPORT.add("bad_inputs", 2)
 
@@ -320,13 +319,13 @@ def test_paths_no_disk_or_lock_can_hold_are_refused(
     local_hub: LocalHub,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    write_repo(hub_root, "org/t", {"model.bin": blob(7, 64)})
+    write_repo(hub_root, "org/t", {"model.bin": seeded_bytes(7, 64)})
     manifest = tmp_path / "modelctl.yaml"
     manifest.write_text("assets:\n  net:\n    repo: org/t\n    files: ['*']\n")
     siblings = [{"rfilename": path, "size": 1, "blobId": "1" * 40}]
     local_hub.faults.set(repo_info_patch={"siblings": siblings})
     REPORT.add("bad_inputs")
-    code, _out, err = run_cli(capsys, "lock", "-m", str(manifest))
+    code, _out, err = cli_in_process(capsys, "lock", "-m", str(manifest))
     assert code in (EXIT_INPUT, EXIT_NETWORK), err
     assert "Traceback" not in err
     assert not (tmp_path / "modelctl.lock").exists()

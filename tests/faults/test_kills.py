@@ -23,15 +23,15 @@ import pytest
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     Project,
     audit,
-    blob,
     clear,
     cli_env,
     make_project,
     partials_are_prefixes,
+    seeded_bytes,
     settle,
     spawn_sync,
     stray_temp_files,
@@ -56,14 +56,14 @@ assets:
 """
 REPOS = {
     "org/k": {
-        "weights.safetensors": blob(11, 3 * MiB),
-        "extra.bin": blob(12, 2 * MiB),
+        "weights.safetensors": seeded_bytes(11, 3 * MiB),
+        "extra.bin": seeded_bytes(12, 2 * MiB),
         "config.json": b'{"a": 1}',
-        "tok.json": blob(13, 64 * 1024),
+        "tok.json": seeded_bytes(13, 64 * 1024),
         "notes/a.txt": b"a",
         "notes/b.txt": b"bb",
     },
-    "org/g": {"m.gguf": blob(14, 3 * MiB // 2)},
+    "org/g": {"m.gguf": seeded_bytes(14, 3 * MiB // 2)},
 }
 SLOW = {"weights.safetensors", "extra.bin", "m.gguf"}
 RATE = 3 * MiB // 2  # per connection: a run moves about 1 MiB before its kill
@@ -227,7 +227,7 @@ def test_a_partial_file_complete_at_the_kill_is_verified_not_downloaded_again(
     """Killed after the last byte was written but before the rename: the next run hashes
     the partial file and moves it into place without a request; a complete partial file
     with a wrong byte is downloaded again from zero."""
-    from tests.support.faults import lib_sync, resolve_gets
+    from tests.support.helpers import lib_sync, resolve_gets
 
     project = make_project(tmp_path / "proj", hub_root, REPOS, MANIFEST)
     store: Store = (

@@ -19,19 +19,19 @@ from modelctl.testing.hub import LocalHub
 from modelctl.transfer.http import StdlibTransport, Timeouts
 from modelctl.transfer.retry import RetryPolicy
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     Project,
     audit,
-    blob,
     blob_gets,
     clear,
+    cli_in_process,
     content_gets,
     lib_sync,
     make_project,
     range_start,
     resolve_gets,
-    run_cli,
+    seeded_bytes,
     stray_temp_files,
     was_short,
 )
@@ -52,11 +52,11 @@ assets:
 """
 REPOS = {
     "org/net": {
-        "model.safetensors": blob(1, 3 * MiB),  # LFS: sha256
+        "model.safetensors": seeded_bytes(1, 3 * MiB),  # LFS: sha256
         "config.json": b'{"hidden_size": 64, "layers": 2}',  # regular: gitsha1
-        "tokenizer.json": blob(2, 300_000),
+        "tokenizer.json": seeded_bytes(2, 300_000),
     },
-    "org/gg": {"m.gguf": blob(3, 1 * MiB)},
+    "org/gg": {"m.gguf": seeded_bytes(3, 1 * MiB)},
 }
 FILES = ("model.safetensors", "config.json", "tokenizer.json", "m.gguf")
 
@@ -288,7 +288,7 @@ def test_wrong_bytes_at_random_offsets_are_never_accepted(
             wrong_bytes=True, wrong_byte_offset=offset, paths={path},
             drop_after_bytes=drop, drop_count=1 if drop else 0,
         )  # fmt: skip
-        code, _, err = run_cli(
+        code, _, err = cli_in_process(
             capsys,
             "sync",
             "--frozen",

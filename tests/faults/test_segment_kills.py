@@ -16,14 +16,14 @@ from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
 from modelctl.transfer.segments import Ranges, state_path
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     audit,
-    blob,
     clear,
     cli_env,
     content_gets,
     make_project,
+    seeded_bytes,
     spawn_sync,
     stray_temp_files,
 )
@@ -58,7 +58,7 @@ def asked(spans: list[str | None]) -> Ranges:
 def test_kill_9_of_a_segmented_download_resumes_only_missing_ranges(
     tmp_path: Path, hub_root: Path, hf_env: Path, local_hub: LocalHub
 ) -> None:
-    data = blob(31, SIZE)
+    data = seeded_bytes(31, SIZE)
     project = make_project(
         tmp_path / "proj", hub_root, {"org/s": {"w.safetensors": data}}, MANIFEST
     )

@@ -22,7 +22,14 @@ from modelctl.fs.safeio import NotRegularFile, TooLarge, read_bounded
 from modelctl.runtime import open_lock
 from modelctl.store.layout import HfCacheStore, TargetStore
 from tests.support.fault_report import REPORT
-from tests.support.faults import Project, audit, blob, cli_env, make_project, run_cli
+from tests.support.helpers import (
+    Project,
+    audit,
+    cli_env,
+    cli_in_process,
+    make_project,
+    seeded_bytes,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -33,7 +40,13 @@ assets:
     repo: org/s
     files: [weights.bin, empty.txt, config.json]
 """
-REPOS = {"org/s": {"weights.bin": blob(61, 300_000), "empty.txt": b"", "config.json": b'{"a": 1}'}}
+REPOS = {
+    "org/s": {
+        "weights.bin": seeded_bytes(61, 300_000),
+        "empty.txt": b"",
+        "config.json": b'{"a": 1}',
+    }
+}
 
 
 @pytest.fixture
@@ -232,7 +245,7 @@ def test_verify_on_a_read_only_store_with_a_record_missing_succeeds(
     hf_cache = Path(os.environ["HF_HOME"]) / "hub"
     where = ("--target", str(target)) if layout == "target" else ()
     lock = ("--lockfile", str(project.lock_path))
-    code, _, err = run_cli(capsys, "sync", "-q", "--frozen", *lock, *where)
+    code, _, err = cli_in_process(capsys, "sync", "-q", "--frozen", *lock, *where)
     assert code == 0, err
     store = TargetStore(target) if layout == "target" else HfCacheStore(hf_cache)
     store.record_path(project.ref("weights.bin")).unlink()
@@ -242,6 +255,6 @@ def test_verify_on_a_read_only_store_with_a_record_missing_succeeds(
         monkeypatch.setenv("HF_HUB_CACHE", str(read_only_view(hf_cache)))
     REPORT.add("bad_inputs")
     for args in (("verify",), ("verify", "--full"), ("status",)):
-        code, out, err = run_cli(capsys, *args, *lock, *where)
+        code, out, err = cli_in_process(capsys, *args, *lock, *where)
         assert code == 0, err
         assert "Traceback" not in out + err

@@ -15,18 +15,18 @@ from modelctl.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTEGRITY
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     Project,
     audit,
-    blob,
     clear,
+    cli_in_process,
     make_project,
-    run_cli,
+    seeded_bytes,
     settle,
     stray_temp_files,
+    write_repo,
 )
-from tests.support.helpers import write_repo
 
 pytestmark = pytest.mark.faults
 
@@ -43,8 +43,8 @@ assets:
     tokenizer: null
 """
 REPOS = {
-    "org/t": {"model.safetensors": blob(51, MiB), "config.json": b'{"hidden": 64}'},
-    "org/g": {"m.gguf": blob(52, MiB // 2)},
+    "org/t": {"model.safetensors": seeded_bytes(51, MiB), "config.json": b'{"hidden": 64}'},
+    "org/g": {"m.gguf": seeded_bytes(52, MiB // 2)},
 }
 
 
@@ -119,7 +119,9 @@ def test_random_edits_of_digest_size_or_commit_never_sync_wrong_bytes(
         edit_lock(project, path, field, change)
         store = fresh_store(tmp_path, i)
         ctx = f"seed={SEED} round={i} {path} {field} -> {change}"
-        code, _, err = run_cli(capsys, "sync", "--frozen", *sync_args(store, project, monkeypatch))
+        code, _, err = cli_in_process(
+            capsys, "sync", "--frozen", *sync_args(store, project, monkeypatch)
+        )
         REPORT.add("bad_inputs")
         assert code == want, f"{ctx}\n{err}"
         assert path in err and "Traceback" not in err, ctx
@@ -156,7 +158,9 @@ def test_a_commit_moved_to_other_content_is_refused(
     dev = local_hub.commit_of("org/t", "dev")
     edit_lock(project, "config.json", "commit", dev)
     store = TargetStore(tmp_path / "t")
-    code, _, err = run_cli(capsys, "sync", "--frozen", *sync_args(store, project, monkeypatch))
+    code, _, err = cli_in_process(
+        capsys, "sync", "--frozen", *sync_args(store, project, monkeypatch)
+    )
     REPORT.add("bad_inputs")
     assert code == EXIT_INTEGRITY, err
     assert f"org/t@{dev}:config.json" in err
@@ -180,7 +184,7 @@ def test_an_edit_after_sync_is_reported_by_verify_and_refused_by_sync(
 ) -> None:
     store = fresh_store(tmp_path, int(layout == "target"))
     args = sync_args(store, project, monkeypatch)
-    assert run_cli(capsys, "sync", "--frozen", *args)[0] == 0
+    assert cli_in_process(capsys, "sync", "--frozen", *args)[0] == 0
     ref = project.ref("model.safetensors")
     good = store.final_path(ref).read_bytes()
     rng = random.Random(SEED + 1)
@@ -188,12 +192,12 @@ def test_an_edit_after_sync_is_reported_by_verify_and_refused_by_sync(
     edit_lock(project, ref.path, field, change)
     REPORT.add("bad_inputs")
     for full in ([], ["--full"]):
-        code, _, err = run_cli(capsys, "verify", *full, *args)
+        code, _, err = cli_in_process(capsys, "verify", *full, *args)
         assert code == EXIT_CHECK_FAILED, err
         assert "1 of 3 locked file(s) differ from the lock" in err
         assert f"net: org/t@{ref.commit}:model.safetensors" in err
     clear(local_hub)
-    code, _, err = run_cli(capsys, "sync", "--frozen", *args)
+    code, _, err = cli_in_process(capsys, "sync", "--frozen", *args)
     assert code == EXIT_INTEGRITY, err
     # The bytes on disk are the Hub's (they match the old lock, not this one): sync
     # leaves them alone, and nothing vouches for them under the edited lock.
@@ -219,7 +223,7 @@ def test_a_manifest_or_spec_hash_that_no_longer_matches_fails_sync_locked(
     edited = text[: m.start(2)] + flip_hex(m.group(2), rng) + text[m.end(2) :]
     project.lock_path.write_text(edited)
     target = ["--target", str(tmp_path / "t")]
-    code, _, err = run_cli(capsys, "sync", "--locked", "-m", str(project.manifest), *target)
+    code, _, err = cli_in_process(capsys, "sync", "--locked", "-m", str(project.manifest), *target)
     REPORT.add("bad_inputs")
     assert code == EXIT_CHECK_FAILED, err
     assert "stale lock" in err
@@ -227,7 +231,7 @@ def test_a_manifest_or_spec_hash_that_no_longer_matches_fails_sync_locked(
     assert project.lock_path.read_text() == edited  # --locked never rewrites the lock
     assert not (tmp_path / "t").exists()
     # Without --locked, the lock is re-created from the manifest and the sync succeeds.
-    code, _, err = run_cli(capsys, "sync", "-m", str(project.manifest), *target)
+    code, _, err = cli_in_process(capsys, "sync", "-m", str(project.manifest), *target)
     assert code == 0, err
     assert project.lock_path.read_text() == text
     assert audit(project.lock(), TargetStore(tmp_path / "t")).checked == 3
@@ -246,7 +250,7 @@ def test_the_runtime_loader_refuses_a_file_whose_lock_entry_was_edited(
 
     store = fresh_store(tmp_path, int(layout == "target"))
     args = sync_args(store, project, monkeypatch)
-    assert run_cli(capsys, "sync", "--frozen", *args)[0] == 0
+    assert cli_in_process(capsys, "sync", "--frozen", *args)[0] == 0
     edit_lock(project, "model.safetensors", "digest", "sha256:" + "0" * 64)
     target = store.root if isinstance(store, TargetStore) else None
     models = open_lock(project.lock_path, target=target, cache_dir=store.root)

@@ -14,15 +14,15 @@ from modelctl.progress import DownloadPlanReady, Event
 from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.testing.hub import LocalHub
 from tests.support.fault_report import REPORT
-from tests.support.faults import (
+from tests.support.helpers import (
     MiB,
     Project,
     audit,
-    blob,
     clear,
+    cli_in_process,
     lib_sync,
     make_project,
-    run_cli,
+    seeded_bytes,
     settle,
     stray_temp_files,
 )
@@ -40,7 +40,7 @@ assets:
 """
 REPOS = {
     "org/s": {
-        "weights.safetensors": blob(41, 1 * MiB),
+        "weights.safetensors": seeded_bytes(41, 1 * MiB),
         "config.json": b'{"a": 1}',
         "notes/a.txt": b"a",
     }
@@ -131,7 +131,7 @@ def test_a_symlink_in_the_target_tree_is_refused_before_any_write(
     before_tree, before_outside = snapshot(tree), snapshot(outside)
     lock = ["--lockfile", str(project.lock_path), "--target", str(tree)]
     for command in (["sync", "--frozen"], ["verify"], ["verify", "--full"]):
-        code, _, err = run_cli(capsys, *command, *lock)
+        code, _, err = cli_in_process(capsys, *command, *lock)
         assert code == EXIT_INPUT, f"{case}: {command}\n{err}"
         assert f"unsafe path: {link}: a symlink inside the target folder" in err, err
         assert "Traceback" not in err
@@ -149,8 +149,8 @@ def test_the_target_folder_itself_may_be_a_symlink(
     tree = tmp_path / "models"
     tree.symlink_to(real)
     lock = ["--lockfile", str(project.lock_path), "--target", str(tree)]
-    assert run_cli(capsys, "sync", "--frozen", *lock)[0] == 0
-    assert run_cli(capsys, "verify", "--full", *lock)[0] == 0
+    assert cli_in_process(capsys, "sync", "--frozen", *lock)[0] == 0
+    assert cli_in_process(capsys, "verify", "--full", *lock)[0] == 0
     assert audit(project.lock(), TargetStore(tree)).checked == 4
 
 

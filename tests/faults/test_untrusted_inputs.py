@@ -18,7 +18,7 @@ from modelctl.lock.types import Lock
 from modelctl.store.layout import TargetStore
 from modelctl.transfer.http import Response, StdlibTransport, Transport
 from tests.support.fault_report import REPORT
-from tests.support.faults import audit, blob, lib_sync, make_project, run_cli
+from tests.support.helpers import audit, cli_in_process, lib_sync, make_project, seeded_bytes
 
 pytestmark = pytest.mark.faults
 
@@ -51,7 +51,7 @@ def test_deeply_nested_bundle_index_is_a_bundle_error(
     bundle.write_bytes(
         _tar({LOCK_MEMBER: project.lock_path.read_bytes(), INDEX_MEMBER: b'{"x": ' + nested + b"}"})
     )
-    code, out, err = run_cli(
+    code, out, err = cli_in_process(
         capsys, "sync", "-m", str(project.manifest), "--from-bundle", str(bundle)
     )
     assert code == 2, err
@@ -99,7 +99,7 @@ def test_gitsha1_without_any_size_is_hashed_after_the_download(
     tmp_path: Path, hf_env: Path, hub_root: Path
 ) -> None:
     REPORT.add("faults")
-    repos = {"org/n": {"config.json": b'{"n": 1}', "notes.txt": blob(71, 100_000)}}
+    repos = {"org/n": {"config.json": b'{"n": 1}', "notes.txt": seeded_bytes(71, 100_000)}}
     project = make_project(
         tmp_path / "p", hub_root, repos, 'assets:\n  n:\n    repo: org/n\n    files: ["*"]\n'
     )

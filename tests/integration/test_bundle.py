@@ -25,7 +25,7 @@ from modelctl.runtime import open_lock
 from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.store.record import read_record
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 MANIFEST = """\
 assets:
@@ -50,12 +50,12 @@ BLOBS = 4
 def repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
     content = {
         "org/alpha": {
-            "weights.bin": blob(1, 300_000),
+            "weights.bin": seeded_bytes(1, 300_000),
             "config.json": CONFIG,
             "notes/a.txt": b"a",
             "README.md": b"not locked",
         },
-        "org/beta": {"model.gguf": blob(2, 200_000), "shared.json": CONFIG},
+        "org/beta": {"model.gguf": seeded_bytes(2, 200_000), "shared.json": CONFIG},
     }
     for repo_id, files in content.items():
         write_repo(hub_root, repo_id, files, lfs_patterns=("*.bin", "*.gguf"))
@@ -351,7 +351,7 @@ def test_a_bundle_of_another_lock_is_refused_saying_which(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     old = load_lock(project)
-    write_repo(hub_root, "org/beta", {"model.gguf": blob(9, 200_000)})  # a new commit
+    write_repo(hub_root, "org/beta", {"model.gguf": seeded_bytes(9, 200_000)})  # a new commit
     monkeypatch.setenv("HF_ENDPOINT", local_hub.url)
     assert main(["lock", "-m", str(project), "--upgrade-asset", "beta"]) == 0
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")

@@ -21,7 +21,7 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 MANIFEST = """\
 assets:
@@ -61,7 +61,7 @@ def shared(hub_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def repos(hub_root: Path) -> None:
-    write_repo(hub_root, "org/w", {"model.bin": blob(7, 20_000), "config.json": b"{}"})
+    write_repo(hub_root, "org/w", {"model.bin": seeded_bytes(7, 20_000), "config.json": b"{}"})
     write_repo(hub_root / "@datasets", "org/d", {"rows.csv": b"a,b\n1,2\n"})
 
 

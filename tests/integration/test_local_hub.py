@@ -22,7 +22,7 @@ import pytest
 from huggingface_hub import errors as hf_errors
 
 from modelctl.testing.hub import Faults, LocalHub
-from tests.support.helpers import blob
+from tests.support.helpers import seeded_bytes
 
 MiB = 1024 * 1024
 REPO = "org/model"
@@ -49,9 +49,9 @@ def pointer(data: bytes) -> bytes:
 FILES: dict[str, bytes] = {
     ".gitattributes": b"*.onnx filter=lfs diff=lfs merge=lfs -text\n",
     "config.json": b'{"a": 1}',
-    "onnx/model.onnx": blob(1, 3000),  # LFS by pattern
-    "weights.dat": blob(2, 5000),  # LFS by size (>= LFS_THRESHOLD)
-    "voices/af.bin": blob(3, 2000),  # regular
+    "onnx/model.onnx": seeded_bytes(1, 3000),  # LFS by pattern
+    "weights.dat": seeded_bytes(2, 5000),  # LFS by size (>= LFS_THRESHOLD)
+    "voices/af.bin": seeded_bytes(3, 2000),  # regular
     "nested/deep/notes.txt": b"notes",
 }
 LFS = {"onnx/model.onnx", "weights.dat"}
@@ -141,7 +141,7 @@ def test_model_info_reports_sizes_and_hashes(hub: LocalHub) -> None:
 
 
 def test_default_lfs_threshold_is_10_mib(tmp_path: Path) -> None:
-    at, below = blob(4, 10 * MiB), blob(5, 10 * MiB - 1)
+    at, below = seeded_bytes(4, 10 * MiB), seeded_bytes(5, 10 * MiB - 1)
     write_tree(tmp_path / "org/big/main", {"at.bin": at, "below.bin": below})
     with LocalHub(tmp_path) as server:
         info = api(server).model_info("org/big", files_metadata=True)
@@ -315,8 +315,8 @@ def test_new_content_is_a_new_commit(hub: LocalHub, root: Path, cache_dir: Path)
 
 
 def test_hashing_is_lazy_and_cached(tmp_path: Path) -> None:
-    write_tree(tmp_path / "org/a/main", {"x.bin": blob(6, 3000), "y.txt": b"y"})
-    write_tree(tmp_path / "org/b/main", {"z.bin": blob(7, 3000)})
+    write_tree(tmp_path / "org/a/main", {"x.bin": seeded_bytes(6, 3000), "y.txt": b"y"})
+    write_tree(tmp_path / "org/b/main", {"z.bin": seeded_bytes(7, 3000)})
     settle()
     with LocalHub(tmp_path) as server:
         assert server.hashes_computed == 0
@@ -403,7 +403,7 @@ def test_hf_hub_download_restarts_after_a_short_drop(hub: LocalHub, cache_dir: P
 
 
 def test_hf_hub_download_resumes_with_range(hub: LocalHub, root: Path, cache_dir: Path) -> None:
-    data = blob(9, 11 * MiB)
+    data = seeded_bytes(9, 11 * MiB)
     (root / REPO / "main" / "big.bin").write_bytes(data)
     hub.faults.set(drop_after_bytes=10 * MiB + 12345, drop_count=1)
     assert download(hub, cache_dir, "big.bin") == data

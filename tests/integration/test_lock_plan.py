@@ -12,7 +12,7 @@ import pytest
 from modelctl.cli import main
 from modelctl.lock import lockfile
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 MiB = 1024 * 1024
 
@@ -31,26 +31,29 @@ def repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
     lfs = ("*.onnx", "*.gguf", "*.bin")
     content = {
         "org/whisper": {
-            "model.bin": blob(1, 3000),
+            "model.bin": seeded_bytes(1, 3000),
             "config.json": b'{"a": 1}',
             "vocab.json": b"{}",
             "README.md": b"# whisper",
         },
-        "org/llm-GGUF": {"llm-q4.gguf": blob(2, 5000), "llm-q8.gguf": blob(3, 7000)},
+        "org/llm-GGUF": {
+            "llm-q4.gguf": seeded_bytes(2, 5000),
+            "llm-q8.gguf": seeded_bytes(3, 7000),
+        },
         "org/llm": {
             "tokenizer.json": b'{"tok": true}',
             "tokenizer_config.json": b"{}",
-            "model.safetensors": blob(4, 100),
+            "model.safetensors": seeded_bytes(4, 100),
         },
         "onnx-community/Kokoro-82M-v1.0-ONNX": {
-            "onnx/model_quantized.onnx": blob(5, 4000),
-            "onnx/model.onnx": blob(6, 9000),
+            "onnx/model_quantized.onnx": seeded_bytes(5, 4000),
+            "onnx/model.onnx": seeded_bytes(6, 9000),
             "tokenizer.json": b'{"kokoro": 1}',
-            "voices/af_heart.bin": blob(7, 1024),
-            "voices/af_bella.bin": blob(8, 1024),
-            "voices/am_adam.bin": blob(9, 1024),
+            "voices/af_heart.bin": seeded_bytes(7, 1024),
+            "voices/af_bella.bin": seeded_bytes(8, 1024),
+            "voices/am_adam.bin": seeded_bytes(9, 1024),
         },
-        "org/big": {"weights.dat": blob(10, 11 * MiB)},  # LFS by size (>= 10 MiB)
+        "org/big": {"weights.dat": seeded_bytes(10, 11 * MiB)},  # LFS by size (>= 10 MiB)
     }
     for repo_id, files in content.items():
         write_repo(hub_root, repo_id, files, lfs_patterns=lfs)

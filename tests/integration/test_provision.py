@@ -27,10 +27,10 @@ from modelctl.progress import (
 from modelctl.provisioning import as_listener, proxies_of
 from modelctl.runtime import LockedModels
 from modelctl.transfer.http import HttpxTransport, StdlibTransport, default_transport
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 MANIFEST = "assets:\n  m:\n    repo: org/m\n    files: [w.bin, cfg.json]\n"
-W = blob(1, 300_000)
+W = seeded_bytes(1, 300_000)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from modelctl.cli.main import main
 from modelctl.errors import EXIT_INPUT, EXIT_NETWORK
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 from tests.support.servers.proxy import ConnectProxy
 from tests.support.servers.tls import CertAuthority, make_test_ca
 
@@ -91,7 +91,7 @@ def test_sync_waits_out_a_rate_limit_window_longer_than_its_backoff(
 ) -> None:  # fmt: skip
     """The Hub's 429s carry `RateLimit: "resolvers";r=0;t=<s>` and no Retry-After. The
     default backoff gives up after 0.5+1+2+4 = 7.5 s; this window lasts 9 s."""
-    data = blob(1, 100_000)
+    data = seeded_bytes(1, 100_000)
     write_repo(local_hub.root, "org/t", {"model.bin": data})
     m = manifest(tmp_path, "org/t", "[model.bin]")
     assert cli(capsys, "lock", "-m", str(m))[0] == 0
@@ -147,7 +147,7 @@ def test_a_gated_repo_locks_and_syncs_with_only_the_stored_login_token(
     where: str, tmp_path: Path, hub_root: Path, hf_env: Path, local_hub: LocalHub,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    data = blob(2, 50_000)
+    data = seeded_bytes(2, 50_000)
     write_repo(local_hub.root, "org/gated", {"model.bin": data}, lfs_patterns=("*.bin",))
     local_hub.faults.set(gated={"org/gated": TOKEN}, redirect_lfs=True)
     m = manifest(tmp_path, "org/gated", "[model.bin]")
@@ -208,7 +208,7 @@ def test_slow_storage_headers_sync_when_hf_hub_download_timeout_allows(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """Headers 10.5 s late: later than the default timeout (10 s, as huggingface_hub)."""
-    data = blob(3, 10_000)
+    data = seeded_bytes(3, 10_000)
     write_repo(local_hub.root, "org/t", {"model.bin": data})
     m = manifest(tmp_path, "org/t", "[model.bin]")
     assert cli(capsys, "lock", "-m", str(m))[0] == 0
@@ -226,7 +226,7 @@ def test_a_download_timeout_shorter_than_the_headers_is_a_retry_then_an_error(
     tmp_path: Path, hub_root: Path, hf_env: Path, local_hub: LocalHub,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    write_repo(local_hub.root, "org/t", {"model.bin": blob(4, 1000)})
+    write_repo(local_hub.root, "org/t", {"model.bin": seeded_bytes(4, 1000)})
     m = manifest(tmp_path, "org/t", "[model.bin]")
     assert cli(capsys, "lock", "-m", str(m))[0] == 0
     local_hub.faults.set(header_delay_s=1.0)
@@ -260,7 +260,7 @@ def test_a_cdn_that_rejects_authorization_and_ignores_range(
 ) -> None:  # fmt: skip
     """The token goes to the Hub, never to the storage on another origin (which answers
     400 to a request carrying it); a 200 to a resumed Range request restarts from zero."""
-    data = blob(5, 400_000)
+    data = seeded_bytes(5, 400_000)
     write_repo(local_hub.root, "org/t", {"model.bin": data}, lfs_patterns=("*.bin",))
     local_hub.faults.set(
         redirect_lfs=True, cdn_rejects_authorization=True, cdn_ignores_range=True,
@@ -309,7 +309,7 @@ def test_files_over_50_gb_are_asked_with_range_from_the_first_byte(
     """The Hub wants Range for a single file over 50 GB: the bound, lowered to 100 KB here."""
     import modelctl.transfer.fetch
 
-    small, big = blob(9, 1000), blob(10, 200_000)
+    small, big = seeded_bytes(9, 1000), seeded_bytes(10, 200_000)
     write_repo(local_hub.root, "org/t", {"small.bin": small, "big.bin": big})
     monkeypatch.setattr(modelctl.transfer.fetch, "RANGE_ALWAYS_ABOVE", 100_000)
     m = manifest(tmp_path, "org/t", "['*.bin']")
@@ -344,7 +344,7 @@ def test_an_https_hub_with_a_private_ca_needs_ssl_cert_file(
     tmp_path: Path, tls_hub: LocalHub, hf_env: Path, test_ca: CertAuthority,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    data = blob(6, 300_000)
+    data = seeded_bytes(6, 300_000)
     write_repo(tls_hub.root, "org/t", {"model.bin": data}, lfs_patterns=("*.bin",))
     tls_hub.faults.set(redirect_lfs=True)
     m = manifest(tmp_path, "org/t", "[model.bin]")
@@ -364,7 +364,7 @@ def test_sync_through_a_connect_proxy_keeps_the_fast_transport(
 ) -> None:  # fmt: skip
     from modelctl.transfer.http import StdlibTransport, default_transport
 
-    data = blob(7, 300_000)
+    data = seeded_bytes(7, 300_000)
     write_repo(tls_hub.root, "org/t", {"model.bin": data, "a.txt": b"a"})
     monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_cert))
     with ConnectProxy(auth=("me", "pw")) as proxy:
@@ -439,7 +439,11 @@ def test_huggingface_hub_itself_works_against_every_mode(
     mode: dict[str, object], tmp_path: Path, hub_root: Path, hf_env: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    files = {"config.json": b'{"x": 1}', "w/model.bin": blob(8, 20_000), "t.txt": b"t" * 500}
+    files = {
+        "config.json": b'{"x": 1}',
+        "w/model.bin": seeded_bytes(8, 20_000),
+        "t.txt": b"t" * 500,
+    }
     write_repo(hub_root, "org/t", files, lfs_patterns=("*.bin",))
     with LocalHub(hub_root, page_size=2) as hub:
         hub.faults.set(**mode)
@@ -464,7 +468,7 @@ def test_huggingface_hub_itself_works_against_every_mode(
 def test_huggingface_hub_itself_over_tls_through_the_proxy_gated_and_rate_limited(
     tmp_path: Path, tls_hub: LocalHub, test_ca: CertAuthority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = {"config.json": b'{"x": 1}', "model.bin": blob(12, 30_000)}
+    files = {"config.json": b'{"x": 1}', "model.bin": seeded_bytes(12, 30_000)}
     write_repo(tls_hub.root, "org/gated", files, lfs_patterns=("*.bin",))
     tls_hub.faults.set(gated={"org/gated": TOKEN}, redirect_lfs=True, retry_after=None)
     monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_cert))

@@ -11,11 +11,11 @@ import pytest
 from modelctl.cli.main import main
 from modelctl.errors import EXIT_NETWORK
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 
 def _project(tmp_path: Path, local_hub: LocalHub) -> tuple[Path, bytes]:
-    data = blob(3, 50_000)
+    data = seeded_bytes(3, 50_000)
     write_repo(local_hub.root, "org/t", {"model.bin": data})
     m = tmp_path / "modelctl.yaml"
     m.write_text("assets:\n  a:\n    repo: org/t\n    files: [model.bin]\n")

@@ -16,18 +16,18 @@ from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.sync import SyncResult, sync
 from modelctl.testing.hub import LocalHub, RequestRecord
 from modelctl.transfer.segments import SegmentPolicy, state_path
-from tests.support.faults import (
+from tests.support.helpers import (
     FAST,
     Project,
     audit,
     clear,
+    cli_in_process,
     content_gets,
     make_project,
-    run_cli,
+    seeded_bytes,
     stray_temp_files,
     was_short,
 )
-from tests.support.helpers import blob
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -40,8 +40,8 @@ assets:
 """
 REPOS = {
     "org/seg": {
-        "a.safetensors": blob(21, 3 * MiB + 12_345),
-        "b.safetensors": blob(22, 2 * MiB + 7),
+        "a.safetensors": seeded_bytes(21, 3 * MiB + 12_345),
+        "b.safetensors": seeded_bytes(22, 2 * MiB + 7),
         "config.json": b'{"x": 1}',
     }
 }
@@ -137,14 +137,14 @@ def test_a_flipped_byte_in_one_range_is_refused_with_exit_4(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The CLI's default pieces (8 MiB): a 20 MiB file is split in three.
-    repos = {"org/seg": {"a.safetensors": blob(23, 20 * MiB), "config.json": b"{}"}}
+    repos = {"org/seg": {"a.safetensors": seeded_bytes(23, 20 * MiB), "config.json": b"{}"}}
     manifest = MANIFEST.replace("a.safetensors, b.safetensors, config.json", "a.safetensors")
     project = make_project(tmp_path / "proj", hub_root, repos, manifest)
     ref = project.ref("a.safetensors")
     local_hub.faults.set(wrong_bytes=True, wrong_byte_offset=13 * MiB + 5)
     clear(local_hub)
     target = tmp_path / "t"
-    code, _, err = run_cli(
+    code, _, err = cli_in_process(
         capsys, "sync", "--frozen", "-q", "-x", "4", "-m", str(project.manifest),
         "--target", str(target),
     )  # fmt: skip
@@ -156,7 +156,7 @@ def test_a_flipped_byte_in_one_range_is_refused_with_exit_4(
     gets = content_gets(local_hub, ref)
     assert len(gets) >= 6 and all(g.range is not None for g in gets)  # split, twice
     local_hub.faults.reset()
-    code, _, err = run_cli(
+    code, _, err = cli_in_process(
         capsys, "sync", "--frozen", "-q", "-x", "4", "-m", str(project.manifest),
         "--target", str(target),
     )  # fmt: skip

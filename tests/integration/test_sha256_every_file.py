@@ -16,10 +16,10 @@ from cyclonedx.validation.json import JsonStrictValidator
 from modelctl.cli import main
 from modelctl.lock import lockfile
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 FILES = {
-    "model.onnx": blob(1, 5000),  # LFS
+    "model.onnx": seeded_bytes(1, 5000),  # LFS
     "config.json": b'{"hidden": 64}',  # regular
     "tokenizer.json": b'{"tok": true}',  # regular
     "empty.txt": b"",  # regular, empty

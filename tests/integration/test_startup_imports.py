@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.faults import cli_env, make_project
-from tests.support.helpers import blob
+from tests.support.helpers import cli_env, make_project, seeded_bytes
 
 MANIFEST = """\
 assets:
@@ -52,7 +51,7 @@ def run(script: str, env: dict[str, str], *args: str) -> tuple[int, set[str]]:
 def test_warm_offline_sync_and_the_runtime_load_no_network_code(
     tmp_path: Path, hub_root: Path, hf_env: Path
 ) -> None:
-    repos = {"org/imp": {"w.safetensors": blob(41, 100_000), "config.json": b"{}"}}
+    repos = {"org/imp": {"w.safetensors": seeded_bytes(41, 100_000), "config.json": b"{}"}}
     project = make_project(tmp_path / "p", hub_root, repos, MANIFEST)
     env = cli_env(hf_env)
     lock = str(project.lock_path)

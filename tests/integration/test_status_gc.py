@@ -18,7 +18,7 @@ from modelctl.lock.types import Lock
 from modelctl.store.gc import collect, find_garbage
 from modelctl.store.layout import HfCacheStore
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 V1 = """\
 assets:
@@ -54,7 +54,7 @@ def upgraded(
     write_repo(
         hub_root,
         "org/alpha",
-        {"weights.bin": blob(1, 100_000), "config.json": b"{}", "notes/a.txt": b"a"},
+        {"weights.bin": seeded_bytes(1, 100_000), "config.json": b"{}", "notes/a.txt": b"a"},
         lfs_patterns=("*.bin",),
     )
     manifest = tmp_path / "proj" / "modelctl.yaml"
@@ -63,7 +63,7 @@ def upgraded(
     assert main(["sync", "-q", "-m", str(manifest)]) == 0
     v1 = tmp_path / "v1.lock"
     shutil.copy(manifest.with_suffix(".lock"), v1)
-    write_repo(hub_root, "org/alpha", {"weights.bin": blob(2, 100_000)})
+    write_repo(hub_root, "org/alpha", {"weights.bin": seeded_bytes(2, 100_000)})
     manifest.write_text(V2)
     assert main(["lock", "--upgrade", "-m", str(manifest)]) == 0
     assert main(["sync", "-q", "--locked", "-m", str(manifest)]) == 0
@@ -252,7 +252,7 @@ def test_gc_in_a_target_tree(
     write_repo(
         hub_root,
         "org/alpha",
-        {"weights.bin": blob(1, 50_000), "config.json": b"{}", "notes/a.txt": b"a"},
+        {"weights.bin": seeded_bytes(1, 50_000), "config.json": b"{}", "notes/a.txt": b"a"},
         lfs_patterns=("*.bin",),
     )
     manifest = tmp_path / "proj" / "modelctl.yaml"

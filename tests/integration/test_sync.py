@@ -33,7 +33,7 @@ from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.sync import sync
 from modelctl.testing.hub import LocalHub
 from modelctl.transfer.retry import RetryPolicy
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 MiB = 1024 * 1024
 BIG = 12 * MiB  # LFS by size (>= 10 MiB), like a real weights file
@@ -56,13 +56,13 @@ assets:
 def repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
     content = {
         "org/alpha": {
-            "weights.bin": blob(1, BIG),
+            "weights.bin": seeded_bytes(1, BIG),
             "config.json": b'{"hidden": 64}',
             "notes/a.txt": b"a",
             "b.txt": b"bee",
             "README.md": b"# not locked",
         },
-        "org/beta": {"small.gguf": blob(2, 300_000), "other.gguf": blob(3, 10)},
+        "org/beta": {"small.gguf": seeded_bytes(2, 300_000), "other.gguf": seeded_bytes(3, 10)},
     }
     for repo_id, files in content.items():
         write_repo(hub_root, repo_id, files, lfs_patterns=("*.gguf",))

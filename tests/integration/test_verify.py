@@ -15,7 +15,7 @@ from modelctl.store.layout import HfCacheStore
 from modelctl.store.record import read_record
 from modelctl.store.verify import check, verify
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 MANIFEST = """\
 assets:
@@ -27,7 +27,7 @@ assets:
 
 @pytest.fixture
 def synced(tmp_path: Path, hf_env: Path, hub_root: Path, local_hub: LocalHub) -> Path:
-    files = {"weights.bin": blob(1, 200_000), "config.json": b"{}", "vocab.txt": b"a\nb\n"}
+    files = {"weights.bin": seeded_bytes(1, 200_000), "config.json": b"{}", "vocab.txt": b"a\nb\n"}
     write_repo(hub_root, "org/m", files, lfs_patterns=("*.bin",))
     manifest = tmp_path / "proj" / "modelctl.yaml"
     manifest.parent.mkdir()

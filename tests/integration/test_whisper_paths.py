@@ -10,15 +10,15 @@ import modelctl
 from modelctl.cli import main
 from modelctl.runtime import LockedModels, UnknownAssetError
 from modelctl.runtime.whisper import missing_files
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 FILES = {
-    "model.bin": blob(1, 5000),
+    "model.bin": seeded_bytes(1, 5000),
     "config.json": b"{}",
     "tokenizer.json": b"{}",
     "vocabulary.txt": b"a\nb\n",
     "preprocessor_config.json": b"{}",
-    "sub/model.bin": blob(2, 100),
+    "sub/model.bin": seeded_bytes(2, 100),
     "sub/config.json": b"{}",
     "README.md": b"# w",
 }

@@ -18,7 +18,7 @@ from huggingface_hub.utils import _shared_blobs as shared
 
 from modelctl.cli.main import main
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 
 XET_HASH = hashlib.sha256(b"a stand-in for the Xet file hash").hexdigest()
 
@@ -33,7 +33,7 @@ def test_sync_status_and_gc_understand_the_shared_xet_store(
     tmp_path: Path, hub_root: Path, hf_env: Path, local_hub: LocalHub,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    data = blob(11, 300_000)
+    data = seeded_bytes(11, 300_000)
     sha = hashlib.sha256(data).hexdigest()
     for repo in ("org/a", "org/b"):
         write_repo(hub_root, repo, {"model.bin": data}, lfs_patterns=("*.bin",))

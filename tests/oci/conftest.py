@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelctl.cli import main
-from tests.support.helpers import blob, write_repo
+from tests.support.helpers import seeded_bytes, write_repo
 from tests.support.servers import registry as reg
 
 MANIFEST = """\
@@ -51,12 +51,12 @@ def registry(tmp_path: Path) -> Iterator[reg.Registry]:
 def repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
     content = {
         "org/alpha": {
-            "weights.safetensors": blob(1, 300_000),
+            "weights.safetensors": seeded_bytes(1, 300_000),
             "config.json": CONFIG,
             "notes/a.txt": b"a",
             "README.md": b"not locked",
         },
-        "org/beta": {"model.gguf": blob(2, 200_000), "shared.json": CONFIG},
+        "org/beta": {"model.gguf": seeded_bytes(2, 200_000), "shared.json": CONFIG},
     }
     for repo_id, files in content.items():
         write_repo(hub_root, repo_id, files, lfs_patterns=("*.safetensors", "*.gguf"))
