@@ -25,51 +25,15 @@ from modelctl.runtime import open_lock
 from modelctl.store.layout import HfCacheStore, TargetStore
 from modelctl.store.record import read_record
 from modelctl.testing.hub import LocalHub
-from tests.support.helpers import seeded_bytes, write_repo
-
-MANIFEST = """\
-assets:
-  alpha:
-    repo: org/alpha
-    files: [weights.bin, config.json, "notes/*.txt"]
-  beta:
-    repo: org/beta
-    files: [model.gguf, shared.json]
-  gamma:
-    repo: org/alpha
-    files: [config.json]
-"""
-CONFIG = b'{"hidden": 64}'
-# 5 assets' files: alpha 3, beta 2, gamma 1 -> 6 locked files; distinct contents: weights,
-# config (= beta's shared.json, another repo), a.txt, model.gguf -> 4 blobs.
-LOCKED_FILES = 6
-BLOBS = 4
-
-
-@pytest.fixture
-def repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
-    content = {
-        "org/alpha": {
-            "weights.bin": seeded_bytes(1, 300_000),
-            "config.json": CONFIG,
-            "notes/a.txt": b"a",
-            "README.md": b"not locked",
-        },
-        "org/beta": {"model.gguf": seeded_bytes(2, 200_000), "shared.json": CONFIG},
-    }
-    for repo_id, files in content.items():
-        write_repo(hub_root, repo_id, files, lfs_patterns=("*.bin", "*.gguf"))
-    return content
-
-
-@pytest.fixture
-def project(tmp_path: Path, hf_env: Path, repos: dict[str, dict[str, bytes]]) -> Path:
-    """A locked and synced project (in the hf_env cache)."""
-    manifest = tmp_path / "proj" / "modelctl.yaml"
-    manifest.parent.mkdir()
-    manifest.write_text(MANIFEST)
-    assert main(["sync", "-q", "-m", str(manifest)]) == 0
-    return manifest
+from tests.support.helpers import (
+    TWO_REPOS_CONTENTS,
+    TWO_REPOS_LOCKED_FILES,
+    TWO_REPOS_MANIFEST,
+    seeded_bytes,
+    two_repos,  # noqa: F401  (the fixture `repos`)
+    two_repos_synced,  # noqa: F401  (the fixture `project`: locked and synced)
+    write_repo,
+)
 
 
 @pytest.fixture
@@ -150,7 +114,7 @@ def test_bundle_holds_the_lock_an_index_and_each_content_once(
     ms = members(bundle)
     names = [m.name for m in ms]
     assert names[:2] == ["modelctl.lock", "index.json"]
-    assert len(names) == 2 + BLOBS and len(set(names)) == len(names)
+    assert len(names) == 2 + TWO_REPOS_CONTENTS and len(set(names)) == len(names)
     assert all(m.isreg() and m.mtime == 0 and m.uid == 0 and m.mode == 0o644 for m in ms)
     with tarfile.open(bundle) as tar:
         lock_text = tar.extractfile("modelctl.lock").read()  # type: ignore[union-attr]
@@ -160,7 +124,7 @@ def test_bundle_holds_the_lock_an_index_and_each_content_once(
         assert index["format"] == "modelctl-bundle" and index["version"] == 1
         assert index["lock_sha256"] == lock_hash(lock)
         assert index["lock_sha256"] == "sha256:" + hashlib.sha256(lock_text).hexdigest()
-        assert len(index["files"]) == LOCKED_FILES
+        assert len(index["files"]) == TWO_REPOS_LOCKED_FILES
         for entry in index["files"]:
             assert set(entry) == {
                 "asset", "repo_type", "repo", "commit", "path", "size", "digest", "member",
@@ -180,13 +144,16 @@ def test_bundle_needs_synced_files_and_names_sync(
 ) -> None:
     manifest = tmp_path / "proj" / "modelctl.yaml"
     manifest.parent.mkdir()
-    manifest.write_text(MANIFEST)
+    manifest.write_text(TWO_REPOS_MANIFEST)
     assert main(["lock", "-m", str(manifest)]) == 0
     capsys.readouterr()
     out = tmp_path / "models.tar"
     code, _, err = run(capsys, "bundle", str(out), "-m", str(manifest))
     assert code == 1
-    assert f"{LOCKED_FILES} of {LOCKED_FILES} locked file(s) are not on disk" in err
+    assert (
+        f"{TWO_REPOS_LOCKED_FILES} of {TWO_REPOS_LOCKED_FILES} locked file(s) are not on disk"
+        in err
+    )
     assert "run `modelctl sync` first" in err and "(missing)" in err
     assert list(tmp_path.glob("*.tar*")) == [] and list(tmp_path.glob(".models.tar*")) == []
 
@@ -194,7 +161,7 @@ def test_bundle_needs_synced_files_and_names_sync(
 def test_bundle_refuses_a_local_file_that_differs_from_the_lock(
     project: Path, hf_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ref = next(r for r in load_lock(project).files() if r.path == "weights.bin")
+    ref = next(r for r in load_lock(project).files() if r.path == "weights.safetensors")
     blob_path = HfCacheStore(hf_env).content_path(ref)
     data = bytearray(blob_path.read_bytes())
     data[1000] ^= 0xFF
@@ -224,7 +191,7 @@ def test_install_into_a_fresh_cache_is_offline_and_like_a_sync(
     )
     assert code == 0, err
     assert out.strip() == str(fresh_home)
-    assert f"{LOCKED_FILES} file(s)" in err
+    assert f"{TWO_REPOS_LOCKED_FILES} file(s)" in err
     lock = load_lock(project)
     store = HfCacheStore(fresh_home)
     for ref in lock.files():
@@ -241,9 +208,9 @@ def test_install_into_a_fresh_cache_is_offline_and_like_a_sync(
     assert not list(fresh_home.rglob("*.incomplete"))
     # Records were written: verify trusts them (hashes nothing), a warm sync does nothing.
     code, out, _ = run(capsys, "verify", "-m", str(project))
-    assert code == 0 and f"{LOCKED_FILES} file(s)" in out and "0 hashed" in out
+    assert code == 0 and f"{TWO_REPOS_LOCKED_FILES} file(s)" in out and "0 hashed" in out
     code, _, err = run(capsys, "sync", "--frozen", "-m", str(project))
-    assert code == 0 and f"{LOCKED_FILES} already present" in err
+    assert code == 0 and f"{TWO_REPOS_LOCKED_FILES} already present" in err
     assert local_hub.requests == []
 
 
@@ -272,7 +239,7 @@ def test_install_into_a_target_tree_then_load_it(
     assert models.path("beta", "model.gguf").read_bytes() == repos["org/beta"]["model.gguf"]
     # Installing again finds everything present and reads no content.
     code, _, err = run(capsys, *args, "--from-bundle", str(bundle))
-    assert code == 0 and f"{LOCKED_FILES} already present" in err
+    assert code == 0 and f"{TWO_REPOS_LOCKED_FILES} already present" in err
 
 
 def test_bundle_from_a_target_tree_installs_into_a_cache(
@@ -310,11 +277,11 @@ def test_only_missing_files_are_installed(
     lock = load_lock(project)
     store = HfCacheStore(fresh_home)
     first = install_bundle(bundle, lock, store)
-    assert len(first.installed) == LOCKED_FILES and first.files_present == 0
-    weights = next(r for r in lock.files() if r.path == "weights.bin")
+    assert len(first.installed) == TWO_REPOS_LOCKED_FILES and first.files_present == 0
+    weights = next(r for r in lock.files() if r.path == "weights.safetensors")
     store.content_path(weights).unlink()
     again = install_bundle(bundle, lock, store)
-    assert again.installed == (weights,) and again.files_present == LOCKED_FILES - 1
+    assert again.installed == (weights,) and again.files_present == TWO_REPOS_LOCKED_FILES - 1
     assert again.bytes_read == weights.size
 
 
@@ -386,8 +353,8 @@ def test_tampered_bytes_are_refused_and_nothing_is_left(
     bad = rewrite(bundle, tmp_path / "bad.tar", flip)
     code, _, err = run(capsys, "sync", "--frozen", "-m", str(project), "--from-bundle", str(bad))
     assert code == 4
-    assert "bundled bytes do not match the locked digest" in err and "weights.bin" in err
-    weights = next(r for r in load_lock(project).files() if r.path == "weights.bin")
+    assert "bundled bytes do not match the locked digest" in err and "weights.safetensors" in err
+    weights = next(r for r in load_lock(project).files() if r.path == "weights.safetensors")
     store = HfCacheStore(fresh_home)
     assert not store.content_path(weights).exists() and not store.final_path(weights).exists()
     assert not list(fresh_home.rglob("*.incomplete"))
@@ -497,7 +464,9 @@ def test_damaged_truncated_or_incomplete_bundles_are_refused(
 def test_a_stale_lock_is_not_relocked_from_a_bundle(
     project: Path, bundle: Path, fresh_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project.write_text(MANIFEST.replace("[config.json]\n", "[config.json, notes/a.txt]\n"))
+    project.write_text(
+        TWO_REPOS_MANIFEST.replace("[config.json]\n", "[config.json, notes/a.txt]\n")
+    )
     code, _, err = run(capsys, "sync", "-m", str(project), "--from-bundle", str(bundle))
     assert code == 3 and "offline" in err  # re-locking would need the Hub: refused
     code, _, err = run(capsys, "sync", "--locked", "-m", str(project), "--from-bundle", str(bundle))

@@ -8,27 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.cli import main
-from tests.support.helpers import seeded_bytes, write_repo
+from tests.support.helpers import (
+    TWO_REPOS_CONTENTS,
+    TWO_REPOS_LOCKED_FILES,
+    two_repos,  # noqa: F401  (the fixture `repos`)
+    two_repos_synced,  # noqa: F401  (the fixture `project`: locked and synced)
+)
 from tests.support.servers import registry as reg
 
-MANIFEST = """\
-assets:
-  alpha:
-    repo: org/alpha
-    files: [weights.safetensors, config.json, "notes/*.txt"]
-  beta:
-    repo: org/beta
-    files: [model.gguf, shared.json]
-  gamma:
-    repo: org/alpha
-    files: [config.json]
-"""
-CONFIG = b'{"hidden": 64}'
-# 6 locked files (alpha 3, beta 2, gamma 1); 4 distinct contents (config.json = beta's
-# shared.json = gamma's config.json).
-LOCKED_FILES = 6
-CONTENTS = 4
+# The project: TWO_REPOS_MANIFEST locked and synced (tests.support.helpers).
+LOCKED_FILES = TWO_REPOS_LOCKED_FILES
+CONTENTS = TWO_REPOS_CONTENTS
 
 
 def _skip_reason() -> str | None:
@@ -45,32 +35,6 @@ requires_registry = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_
 def registry(tmp_path: Path) -> Iterator[reg.Registry]:
     with reg.Registry(tmp_path / "registry") as r:
         yield r
-
-
-@pytest.fixture
-def repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
-    content = {
-        "org/alpha": {
-            "weights.safetensors": seeded_bytes(1, 300_000),
-            "config.json": CONFIG,
-            "notes/a.txt": b"a",
-            "README.md": b"not locked",
-        },
-        "org/beta": {"model.gguf": seeded_bytes(2, 200_000), "shared.json": CONFIG},
-    }
-    for repo_id, files in content.items():
-        write_repo(hub_root, repo_id, files, lfs_patterns=("*.safetensors", "*.gguf"))
-    return content
-
-
-@pytest.fixture
-def project(tmp_path: Path, hf_env: Path, repos: dict[str, dict[str, bytes]]) -> Path:
-    """A locked project, synced into the hf_env cache."""
-    manifest = tmp_path / "proj" / "modelctl.yaml"
-    manifest.parent.mkdir()
-    manifest.write_text(MANIFEST)
-    assert main(["sync", "-q", "-m", str(manifest)]) == 0
-    return manifest
 
 
 @pytest.fixture

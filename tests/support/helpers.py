@@ -3,8 +3,8 @@
 - repos for the local Hub (:func:`write_repo`) and their content (:func:`seeded_bytes`);
   lockfile text to edit into bad ones (:func:`lock_text`);
 - a locked project (:func:`make_project`) and a library sync of it (:func:`lib_sync`);
-- the "two repos locked and synced" fixtures (``repos``, ``project``) of the bundle and
-  OCI tests;
+- the "two repos locked and synced" fixtures ``repos`` and ``project`` of the bundle and
+  OCI tests (import :func:`two_repos` and :func:`two_repos_synced` to use them);
 - the local Hub's request log (:func:`settle`, :func:`content_gets`, ...);
 - the audit every fault test ends with (:func:`audit`: each final file against the lock,
   counted in the fault suite's REPORT);
@@ -155,6 +155,58 @@ def lib_sync(
 ) -> SyncResult:
     source = HubSource(from_env(os.environ), jobs=jobs, transport=transport, policy=policy)
     return sync(project.lock(), store, source, jobs=jobs, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ two repos, locked and synced
+
+TWO_REPOS_MANIFEST = """\
+assets:
+  alpha:
+    repo: org/alpha
+    files: [weights.safetensors, config.json, "notes/*.txt"]
+  beta:
+    repo: org/beta
+    files: [model.gguf, shared.json]
+  gamma:
+    repo: org/alpha
+    files: [config.json]
+"""
+TWO_REPOS_CONFIG = b'{"hidden": 64}'
+# 6 locked files (alpha 3, beta 2, gamma 1); 4 distinct contents: the weights, the config
+# (= beta's shared.json, in another repo, = gamma's config.json), a.txt, model.gguf.
+TWO_REPOS_LOCKED_FILES = 6
+TWO_REPOS_CONTENTS = 4
+
+
+@pytest.fixture(name="repos")
+def two_repos(hub_root: Path) -> dict[str, dict[str, bytes]]:
+    """Fixture ``repos``: org/alpha and org/beta on the local Hub ({repo: {path: bytes}}).
+
+    Used by the bundle and OCI tests: ``from tests.support.helpers import two_repos``.
+    """
+    content = {
+        "org/alpha": {
+            "weights.safetensors": seeded_bytes(1, 300_000),
+            "config.json": TWO_REPOS_CONFIG,
+            "notes/a.txt": b"a",
+            "README.md": b"not locked",
+        },
+        "org/beta": {"model.gguf": seeded_bytes(2, 200_000), "shared.json": TWO_REPOS_CONFIG},
+    }
+    for repo_id, files in content.items():
+        write_repo(hub_root, repo_id, files, lfs_patterns=("*.safetensors", "*.gguf"))
+    return content
+
+
+@pytest.fixture(name="project")
+def two_repos_synced(tmp_path: Path, hf_env: Path, repos: dict[str, dict[str, bytes]]) -> Path:
+    """Fixture ``project``: TWO_REPOS_MANIFEST in tmp_path/proj, locked and synced into the
+    hf_env cache; returns the manifest path."""
+    manifest = tmp_path / "proj" / "modelctl.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text(TWO_REPOS_MANIFEST)
+    assert main(["sync", "-q", "-m", str(manifest)]) == 0
+    return manifest
 
 
 # ------------------------------------------------------------------------------ server log
