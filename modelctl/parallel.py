@@ -11,7 +11,7 @@ from modelctl.errors import ModelctlError
 from modelctl.fs.flock import Cancelled
 
 DEFAULT_MAX_JOBS: Final = 8
-DEFAULT_CONNECTIONS: Final = 8  # in all, over the files of a sync (like aria2c -x8)
+DEFAULT_CONNECTIONS: Final = 8  # per file (sync -x), like aria2c -x8
 _WAIT_S: Final = 0.2  # how often the main thread wakes up, so Ctrl-C is handled promptly
 
 T = TypeVar("T")

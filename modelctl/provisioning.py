@@ -242,9 +242,10 @@ def provision(
     FileProgress / FileDone (each followed by AggregateProgress) per downloaded file, then
     SyncFinished; an object with ``on_event(event)`` or a plain callable. Files already
     here send no file events. Called from worker threads, one event at a time.
-    ``jobs``: parallel downloads (default min(8, files)). ``connections``: in all, over
-    every file (default 8, like ``aria2c -x8``); a large file is split into ranges fetched
-    at once (see :mod:`modelctl.transfer.segments`). ``verify``: as for
+    ``jobs``: parallel downloads (default min(8, files)). ``connections``: per file
+    (default 8, like ``aria2c -x8``; at most MODELCTL_MAX_CONNECTIONS in all): a large file
+    opens more while they add throughput (see :mod:`modelctl.transfer.segments`).
+    ``verify``: as for
     :func:`modelctl.runtime.open_lock`. ``env``: the environment to read (default
     ``os.environ``: HF_ENDPOINT, HF_TOKEN, HF_HOME, proxies, ...). ``transport``: for
     tests; by default the stdlib client, through the proxies ``env`` names (HTTP_PROXY,

@@ -23,6 +23,11 @@ DEFAULT_ETAG_TIMEOUT_S = 10.0
 DEFAULT_RETRY_WAIT_MAX_S = 300.0
 # How long retries may wait in all while nothing advances, before giving up.
 DEFAULT_RETRY_BUDGET_S = 600.0
+# Connections over every file of a sync (sync --max-connections, MODELCTL_MAX_CONNECTIONS):
+# what `aria2c -x8 -j8` may open. A CDN serves each connection on its own (tens of MB/s
+# each) and takes this many from one client; a small mirror may want fewer.
+DEFAULT_MAX_CONNECTIONS = 64
+MAX_CONNECTIONS_LIMIT = 1024
 
 
 GiB: Final = 1024**3
@@ -59,6 +64,7 @@ class Settings:
     retry_budget_s: float = DEFAULT_RETRY_BUDGET_S  # MODELCTL_RETRY_BUDGET
     token_source: str = "none"  # where the token came from (never the token itself)
     limits: Limits = DEFAULT_LIMITS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # MODELCTL_MAX_CONNECTIONS
 
     def __repr__(self) -> str:  # never show the token
         return (
@@ -185,7 +191,24 @@ def from_env(
         retry_budget_s=_seconds(env, "MODELCTL_RETRY_BUDGET", DEFAULT_RETRY_BUDGET_S),
         token_source=token_source,
         limits=_limits(env, _seconds(env, "HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT_S)),
+        max_connections=_connections(env),
     )
+
+
+def _connections(env: Mapping[str, str]) -> int:
+    name = "MODELCTL_MAX_CONNECTIONS"
+    text = env.get(name, "").strip()
+    if not text:
+        return DEFAULT_MAX_CONNECTIONS
+    value = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= value <= MAX_CONNECTIONS_LIMIT:
+        raise InputError(
+            f"{name} must be a number of connections",
+            expected=f"a whole number from 1 to {MAX_CONNECTIONS_LIMIT}",
+            actual=repr(text),
+            hint=f"unset {name} for the default ({DEFAULT_MAX_CONNECTIONS})",
+        )
+    return value
 
 
 def _limits(env: Mapping[str, str], download_timeout_s: float) -> Limits:

@@ -43,7 +43,7 @@ from modelctl.progress import (
     SyncFinished,
 )
 from modelctl.project import LockMode, find_lock, make_store
-from modelctl.settings import Settings
+from modelctl.settings import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT, Settings
 from modelctl.store.verify import VerifyReport, check, raise_problems
 from modelctl.sync import sync
 
@@ -115,8 +115,14 @@ def _listener(as_json: bool, quiet: bool) -> ProgressListener:
     type=click.IntRange(min=1, max=64),
     default=DEFAULT_CONNECTIONS,
     show_default=True,
-    help="Connections in all, like aria2c -x: a file of 16 MiB or more is fetched as byte "
-    "ranges over several at once (1 = one stream per file).",
+    help="Connections per file, like aria2c -x: a file of 16 MiB or more starts on one "
+    "and opens more while they add throughput (1 = one stream per file).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1, max=MAX_CONNECTIONS_LIMIT),
+    help="Connections over all files at once (default $MODELCTL_MAX_CONNECTIONS, else "
+    f"{DEFAULT_MAX_CONNECTIONS}: what aria2c -x8 -j8 may open).",
 )
 @click.option(
     "--offline",
@@ -160,6 +166,7 @@ def sync_cmd(
     target: Path | None,
     jobs: int | None,
     connections: int,
+    max_connections: int | None,
     offline: bool,
     locked: bool,
     frozen: bool,
@@ -199,6 +206,8 @@ def sync_cmd(
     recorder = _Recorder(_listener(as_json, quiet or verbosity() == QUIET))
     if deadline is not None:
         settings = replace(settings, limits=replace(settings.limits, deadline_s=deadline))
+    if max_connections is not None:
+        settings = replace(settings, max_connections=max_connections)
     if bundle is not None:
         from modelctl.bundle.source import install_bundle
 

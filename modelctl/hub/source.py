@@ -1,8 +1,8 @@
 """The Hub as a sync source: missing files downloaded in parallel, largest first.
 
 Each file is one :func:`modelctl.transfer.fetch.fetch_file` (retries, resume, verification);
-``-j N`` of them run at once, over at most ``--connections`` connections in all: a large
-file is split into ranges fetched at once (:mod:`modelctl.transfer.segments`). Offline
+``-j N`` of them run at once, a large file over up to ``-x N`` connections (byte ranges,
+:mod:`modelctl.transfer.segments`), at most ``--max-connections`` in all. Offline
 (``--offline`` or ``HF_HUB_OFFLINE=1``), no connection is opened: the error names every
 missing file.
 """
@@ -12,14 +12,11 @@ from __future__ import annotations
 import threading
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
-import httpx2
-
 from modelctl.errors import ModelctlError, OfflineError, ResolveError
-from modelctl.hub.refusals import refusal
 from modelctl.lock.plan import PlannedFile
 from modelctl.lock.types import FileRef
 from modelctl.parallel import default_jobs
@@ -31,6 +28,9 @@ from modelctl.transfer.http import Timeouts, Transport, default_transport
 from modelctl.transfer.remote import Headers, Hints
 from modelctl.transfer.retry import RetryPolicy
 from modelctl.transfer.segments import Segmenter, SegmentPolicy
+
+if TYPE_CHECKING:
+    import httpx2
 
 DEFAULT_SEGMENTS = SegmentPolicy()
 # huggingface_hub's REPO_TYPES_URL_PREFIXES: a model's URL has no prefix.
@@ -81,6 +81,9 @@ class HubRemote:
                 where=where,
                 hint=self.hints.missing,
             )
+        # Imports huggingface_hub (its error types): only when the Hub refuses.
+        from modelctl.hub.refusals import refusal
+
         return refusal(
             status, headers, where, self.endpoint, ref.repo_id, ref.repo_type, self.token
         )
@@ -116,7 +119,8 @@ class HubSource:
     transport: Transport | None = None  # default: http.client, or httpx with a proxy
     policy: RetryPolicy | None = None  # default: policy_for(settings)
     record_blake3: bool = False  # see FetchContext.record_blake3
-    # Connections in all (like aria2c -x); files above 2 x min_piece are split.
+    # Connections per file (like aria2c -x) and in all (None: settings.max_connections);
+    # files of at least 2 x min_piece may be split.
     segments: SegmentPolicy = DEFAULT_SEGMENTS
 
     def fetch(
@@ -142,9 +146,12 @@ class HubSource:
             limits=self.settings.limits,
         ).starting_now()
 
+        segments = self.segments
+        if segments.total is None:
+            segments = replace(segments, total=self.settings.max_connections)
         # Every file being fetched holds a connection: never more files than connections.
-        jobs = min(self.jobs or default_jobs(len(todo)), self.segments.connections)
-        return fetch_all(todo, store, ctx, tracker, jobs, Segmenter.of(self.segments).download)
+        jobs = min(self.jobs or default_jobs(len(todo)), segments.total or 1)
+        return fetch_all(todo, store, ctx, tracker, jobs, Segmenter.of(segments).download)
 
 
 def offline_error(todo: Sequence[PlannedFile]) -> OfflineError:

@@ -195,6 +195,13 @@ class PartialFile:
         except OSError as exc:
             raise storage_error("cannot write the download", self.path, exc) from exc
 
+    def hash_next(self, data: memoryview | bytes) -> None:
+        """Hash the bytes that follow the hashed prefix, received in memory and written
+        at their offset with :meth:`write_at` (a segmented download's connection at the
+        front: its bytes need not be read back)."""
+        self.hash(data)
+        self.offset += len(data)
+
     def hash_written(self, upto: int, buf: memoryview) -> None:
         """Hash the bytes written at offsets (:meth:`write_at`) from the hashed prefix up to
         ``upto``, read back from the file through ``buf``: what is hashed is what is on disk."""

@@ -32,11 +32,11 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
-import httpcore2
-import httpx2
+if TYPE_CHECKING:
+    import httpx2
 
 from modelctl.transfer.urls import Origin, parse_url
 
@@ -140,9 +140,15 @@ def proxy_for(origin: Origin, proxies: Mapping[str, str]) -> str | None:
 
 def default_ssl_context() -> ssl.SSLContext:
     """The context huggingface_hub's httpx2 session verifies with (httpcore2's default):
-    SSL_CERT_FILE, else SSL_CERT_DIR, else the system store. Read when a transport is
-    made, never at import."""
+    SSL_CERT_FILE, else SSL_CERT_DIR, else the system store. Read when the first HTTPS
+    connection is made, never at import (nor for plain HTTP: httpcore2 costs start-up)."""
+    import httpcore2
+
     return httpcore2.default_ssl_context()
+
+
+class HttpxError(OSError):
+    """An httpx2 failure (its cause), so every transport fails with TRANSPORT_ERRORS."""
 
 
 class _StdlibResponse:
@@ -191,8 +197,16 @@ class StdlibTransport:
     ) -> None:
         self._timeouts = timeouts
         self._local = threading.local()
-        self._ssl = ssl_context if ssl_context is not None else default_ssl_context()
+        self._ssl_given = ssl_context
+        self._ssl_lock = threading.Lock()
         self._proxies = dict(proxies or {})
+
+    @property
+    def _ssl(self) -> ssl.SSLContext:
+        with self._ssl_lock:
+            if self._ssl_given is None:
+                self._ssl_given = default_ssl_context()
+            return self._ssl_given
 
     def _proxy(self, origin: Origin) -> Proxy | None:
         url = proxy_for(origin, self._proxies)
@@ -426,14 +440,24 @@ class _HttpxResponse:
     def readinto(self, buf: memoryview) -> int:
         # iter_raw yields what one socket read gave (64 KiB at most).
         if not self._left:
-            self._left = memoryview(next(self._chunks, b""))
+            import httpx2
+
+            try:
+                self._left = memoryview(next(self._chunks, b""))
+            except httpx2.HTTPError as exc:
+                raise HttpxError(describe(exc)) from exc
         n = min(len(buf), len(self._left))
         buf[:n] = self._left[:n]
         self._left = self._left[n:]
         return n
 
     def close(self) -> None:
-        self._resp.close()
+        import httpx2
+
+        try:
+            self._resp.close()
+        except httpx2.HTTPError as exc:
+            raise HttpxError(describe(exc)) from exc
 
 
 class HttpxTransport:
@@ -442,13 +466,21 @@ class HttpxTransport:
     def __init__(
         self, client: httpx2.Client | None = None, timeouts: Timeouts = Timeouts()
     ) -> None:
+        import httpx2  # only behind a proxy http.client cannot use: it costs start-up
+
         self._client = client if client is not None else httpx2.Client()
         self._timeout = httpx2.Timeout(timeouts.read_s, connect=timeouts.connect_s)
 
     def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        import httpx2
+
         hdrs = {**headers, "Accept-Encoding": "identity"}
-        request = self._client.build_request("GET", url, headers=hdrs, timeout=self._timeout)
-        return _HttpxResponse(self._client.send(request, stream=True, follow_redirects=True))
+        try:
+            request = self._client.build_request("GET", url, headers=hdrs, timeout=self._timeout)
+            sent = self._client.send(request, stream=True, follow_redirects=True)
+        except httpx2.HTTPError as exc:
+            raise HttpxError(describe(exc)) from exc
+        return _HttpxResponse(sent)
 
 
 def default_transport(
@@ -465,7 +497,7 @@ def default_transport(
     return StdlibTransport(timeouts, proxies)
 
 
-TRANSPORT_ERRORS: Final = (OSError, http.client.HTTPException, httpx2.HTTPError)
+TRANSPORT_ERRORS: Final = (OSError, http.client.HTTPException)  # HttpxError is an OSError
 
 
 def abort(resp: Response) -> None:

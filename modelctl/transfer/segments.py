@@ -1,24 +1,37 @@
 """Segmented downloads: one large file over several connections, verified in order.
 
-Per-connection throughput is what a CDN limits (tens of MB/s), so a large file is split
-into byte ranges fetched at once, like ``aria2c -x``. The rules:
+Per-connection throughput is what a CDN limits (tens of MB/s), so a large file may be
+fetched as byte ranges over several connections at once, like ``aria2c -x``. The rules:
 
-- **Budget.** A sync opens at most ``connections`` connections in all (default
-  :data:`DEFAULT_CONNECTIONS`; ``sync --connections N``). Every file being fetched holds
-  one; a file of at least two pieces takes more while some are free (files finishing hand
-  theirs to the files still running), and gives them back between pieces when another
-  file waits for its first. ``--connections 1`` is one stream per file.
-- **Pieces.** A connection asks for ``Range: bytes=a-b`` of the first bytes no one has
-  taken yet. A piece is a share of what is left (``left / (2 x connections)``, so pieces
-  shrink toward the end and the connections finish together), at least ``min_piece``,
-  at most what the connection receives in ``piece_seconds`` (the throughput seen), and
-  at most ``max_piece``. A piece that fails is retried alone, from where it stopped,
-  with the retry policy of :mod:`modelctl.transfer.retry`; the other connections go on.
-- **Verification.** sha256 / git-sha1 are sequential: the bytes are written at their
-  offsets (:meth:`~modelctl.store.partial.PartialFile.write_at`), and the contiguous prefix
-  written so far is read back and hashed while the rest arrives
-  (:meth:`~modelctl.store.partial.PartialFile.hash_written`, one reused buffer). Nothing is
-  renamed to its final path before every byte matched the locked digest and size.
+- **Budget.** At most ``connections`` per file (``sync -x N``, default
+  :data:`~modelctl.parallel.DEFAULT_CONNECTIONS`, as ``aria2c -x``), and at most ``total``
+  over every file of a sync (``--max-connections``, ``MODELCTL_MAX_CONNECTIONS``, default
+  :data:`~modelctl.settings.DEFAULT_MAX_CONNECTIONS`: what ``aria2c -x8 -j8`` opens).
+  Every file being fetched holds one; extra ones are taken while free, and given back
+  between ranges when another file waits for its first.
+- **Split only where it pays.** A file starts on one connection asking for all of it.
+  Every ``probe_s`` the sync's CPU use is measured: while the CPU could carry more than
+  the current rate (:func:`connections_wanted`: cores / cores busy), the file opens as
+  many more connections as that spare CPU carries; if a step did not raise the file's
+  rate by half of what it promised (:func:`growth_paid`), the file stops growing. On an
+  uncapped link the first connection already keeps the CPU busy: the file stays one
+  stream, hashed as it arrives.
+- **Ranges.** A new connection takes the next ``chunk`` bytes no one holds; when none
+  are free, the connection with the most bytes left keeps the next chunk, the new one
+  takes the chunk after it, and the rest is free (:meth:`Schedule.steal`); the cut
+  request stops at its new end and its connection is dropped. A chunk is what one
+  connection receives in ``piece_seconds`` (at most ``max_piece``, less toward the end
+  so the connections finish together); both parts of a cut hold ``min_split`` bytes.
+  Ranges stay close to the hashed prefix, so hashing keeps pace with the bytes. A range
+  that fails is retried alone, from where it stopped, with the retry policy of
+  :mod:`modelctl.transfer.retry`; the other connections go on.
+- **Verification.** sha256 / git-sha1 are sequential. The connection whose bytes come
+  right after the hashed prefix hashes them in memory before writing them
+  (:meth:`~modelctl.store.partial.PartialFile.hash_next`); the others write at their
+  offsets (:meth:`~modelctl.store.partial.PartialFile.write_at`), and those bytes are read
+  back and hashed once the prefix reaches them
+  (:meth:`~modelctl.store.partial.PartialFile.hash_written`). Nothing is renamed to its
+  final path before every byte matched the locked digest and size.
 - **Memory.** One :data:`BUFFER` per connection plus one for hashing: with 8
   connections, 9 MiB whatever the file size.
 - **Resume.** The partial file gets its full size at once; which ranges it holds is
@@ -31,10 +44,10 @@ into byte ranges fetched at once, like ``aria2c -x``. The rules:
   prefix and fetches only the missing ranges. A sidecar that does not match the lock
   (size, digest) or cannot be read counts for nothing. The sidecar is deleted before
   the rename, so a file that holds everything but has no sidecar is a complete prefix.
-- **Fallbacks.** A file of unknown size, smaller than two pieces, or with a budget of one
-  connection goes in one stream (:func:`modelctl.transfer.fetch.single_download`); so does a
-  file whose server ignores ``Range`` (200, or a 416 for a range inside the file): the
-  partial file is cut back to its contiguous prefix first.
+- **Fallbacks.** A file of unknown size or smaller than two pieces goes in one stream
+  (:func:`modelctl.transfer.fetch.single_download`); so does a file whose server
+  ignores ``Range`` (200, or a 416 for a range inside the file): the partial file is cut
+  back to its contiguous prefix first.
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -56,6 +69,7 @@ from modelctl.fs.paths import storage_error
 from modelctl.lock.plan import PlannedFile
 from modelctl.parallel import DEFAULT_CONNECTIONS
 from modelctl.progress import ProgressTracker
+from modelctl.settings import DEFAULT_MAX_CONNECTIONS
 from modelctl.store.layout import Store
 from modelctl.store.partial import Mismatch, PartialFile
 from modelctl.transfer.fetch import (
@@ -74,16 +88,27 @@ from modelctl.transfer.retry import Backoff
 MiB: Final = 1024 * 1024
 BUFFER: Final = 1 * MiB  # per connection: bytes are written at their offset in this size
 SAVE_EVERY_S: Final = 0.5  # the sidecar is rewritten at most this often while bytes arrive
-_WAIT_S: Final = 0.05  # the coordinating thread wakes up at least this often
+_WAIT_S: Final = 0.02  # the coordinating thread wakes up at least this often
 _STATE_VERSION: Final = 1
+# A file grows to what the spare CPU carries, times this (each connection costs some).
+GROWTH_MARGIN: Final = 0.8
 
 
 @dataclass(frozen=True)
 class SegmentPolicy:
-    connections: int = DEFAULT_CONNECTIONS  # in all, over every file of a sync
+    connections: int = DEFAULT_CONNECTIONS  # per file, like aria2c -x
+    total: int | None = None  # over every file of a sync; None: DEFAULT_MAX_CONNECTIONS
     min_piece: int = 8 * MiB  # a file is split only if it holds two of these
+    # A range being fetched is split (its second half taken by an idle connection) only
+    # if both halves hold this much (at most min_piece): small, so that no connection
+    # fetches a long tail alone while the others are done.
+    min_split: int = 2 * MiB
+    # Once a file has several connections, each asks for about what it receives in this
+    # long (at most max_piece), and for less toward the end so they finish together.
+    piece_seconds: float = 0.25
     max_piece: int = 64 * MiB
-    piece_seconds: float = 1.0  # a piece is at most this long at the throughput seen
+    probe_s: float = 0.1  # the rates and the CPU use are measured over windows this long
+    adaptive: bool = True  # False: open `connections` at once (tests)
 
 
 # --------------------------------------------------------------------------- ranges
@@ -134,17 +159,6 @@ class Ranges:
         if pos < size:
             out.append((pos, size))
         return [(a, b) for a, b in out if b > a]
-
-
-def piece_length(left: int, connections: int, rate: float | None, policy: SegmentPolicy) -> int:
-    """How many bytes the next piece asks for, out of ``left`` not yet taken (pure)."""
-    share = left // (2 * max(1, connections))
-    cap = policy.max_piece
-    if rate is not None and rate > 0:
-        cap = min(cap, max(policy.min_piece, int(rate * policy.piece_seconds)))
-    n = max(policy.min_piece, min(share, cap))
-    # A tail shorter than half a piece goes with this piece rather than alone.
-    return left if left - n < policy.min_piece // 2 else n
 
 
 # --------------------------------------------------------------------------- sidecar
@@ -234,6 +248,58 @@ def collapse(partial: Path, size: int | None, digest: str) -> None:
     remove_state(state)
 
 
+# --------------------------------------------------------------------------- growth
+
+
+def connections_wanted(current: int, headroom: float, policy: SegmentPolicy) -> int:
+    """How many connections a file should have, from ``current`` and the CPU's
+    ``headroom`` (cores / cores busy): as many as the spare CPU carries (with a margin),
+    never fewer than now, at most ``policy.connections`` (pure)."""
+    if not policy.adaptive:
+        return max(current, policy.connections)
+    grown = int(current * min(headroom, policy.connections) * GROWTH_MARGIN)
+    return max(current, min(policy.connections, grown))
+
+
+def growth_paid(before: int, after: int, rate_before: float, rate_after: float) -> bool:
+    """Did going from ``before`` to ``after`` connections raise the rate by at least half
+    of what the new ones promised (the old per-connection rate each)? (pure)"""
+    if after <= before or before <= 0:
+        return True
+    promised = rate_before * (after - before) / before
+    return rate_after >= rate_before + promised / 2
+
+
+class Governor:
+    """The sync's CPU use, measured over windows of ``window_s``: :meth:`headroom` is how
+    many times the current load the cores could carry (cores / cores busy)."""
+
+    def __init__(self, window_s: float, cores: int | None = None) -> None:
+        self._window = window_s
+        self._cores = cores if cores is not None else _usable_cores()
+        self._lock = threading.Lock()
+        self._since = (time.monotonic(), time.process_time())
+        self._headroom: float | None = None
+
+    def headroom(self) -> float | None:
+        """None until one window was measured."""
+        with self._lock:
+            now, cpu = time.monotonic(), time.process_time()
+            t0, c0 = self._since
+            if now - t0 >= self._window:
+                busy = (cpu - c0) / (now - t0)
+                self._headroom = self._cores / busy if busy > 0 else float(self._cores) * 8
+                self._since = (now, cpu)
+            return self._headroom
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 # --------------------------------------------------------------------------- budget
 
 
@@ -244,7 +310,8 @@ class ConnectionBudget:
 
     def __init__(self, total: int) -> None:
         self._cond = threading.Condition()
-        self._free = max(1, total)
+        self.total = max(1, total)
+        self._free = self.total
         self._waiting = 0
 
     def acquire(self, cancel: threading.Event) -> None:
@@ -268,8 +335,13 @@ class ConnectionBudget:
 
     def release(self) -> None:
         with self._cond:
+            assert self._free < self.total, "released more connections than taken"
             self._free += 1
             self._cond.notify()
+
+    def in_use(self) -> int:
+        with self._cond:
+            return self.total - self._free
 
     def wanted(self) -> bool:
         """A file waits for its first connection."""
@@ -277,68 +349,151 @@ class ConnectionBudget:
             return self._waiting > 0
 
 
-# --------------------------------------------------------------------------- the download
+# --------------------------------------------------------------------------- schedule
 
 
 class RangeIgnored(Exception):
     """The server answered a range request with the whole file (or refused a valid range)."""
 
 
-class _Piece:
+class Piece:
+    """A range one connection fetches: ``[start, pos)`` is written, ``[pos, end)`` is its
+    to get; ``end`` only shrinks (another connection takes the rest)."""
+
     def __init__(self, start: int, end: int) -> None:
-        self.pos = start  # the next byte to receive; [start, pos) is written
+        self.start = start
+        self.pos = start
         self.end = end
 
+    def __repr__(self) -> str:
+        return f"Piece({self.start}, pos={self.pos}, end={self.end})"
 
-class _Schedule:
-    """Which bytes are written and which are taken, shared by a file's connections."""
 
-    def __init__(self, size: int, done: Ranges, policy: SegmentPolicy) -> None:
+class Schedule:
+    """Which bytes of one file are written, which are held by a connection, which are
+    free; shared by the file's connections (thread-safe)."""
+
+    def __init__(self, size: int, done: Ranges, min_split: int, reserve: int = BUFFER) -> None:
         self.size = size
-        self.policy = policy
+        self.min_split = min_split
+        # A connection may hold up to this many received bytes not yet counted in `pos`:
+        # a split leaves it at least that much.
+        self.reserve = reserve
         self.done = done  # written (and recorded in the sidecar after the next save)
-        self._free = done.gaps(size)  # not taken by any connection yet
+        self._free = done.gaps(size)  # held by no connection
+        self.active: list[Piece] = []
         self.cond = threading.Condition()
         self.received = 0
-        self._began = time.monotonic()
-        self.workers = 0
+        self.conn_rate: float | None = None  # bytes/s of one connection, as last seen
         # Set by the first 206 answer: until then, one connection (the server may ignore
         # Range, and then the others would only fetch the whole file again).
         self.ranged = threading.Event()
 
-    def take(self) -> _Piece | None:
+    def steal(self, chunk: int | None = None) -> Piece | None:
+        """A range for a connection, of about ``chunk`` bytes (None: as many as there
+        are): the first bytes no connection holds; else, from the range with the most
+        bytes left, its connection keeps the next ``chunk`` (or half), this one takes the
+        ``chunk`` after that, and the rest is free for the others. Ranges stay close to
+        the hashed prefix, so the hashing keeps up with the bytes. None when no range
+        is worth splitting (both parts must hold ``min_split``)."""
         with self.cond:
-            if not self._free:
+            if self._free:
+                a, b = self._free[0]
+                end = self._bounded(a, b, chunk)
+                if end == b:
+                    self._free.pop(0)
+                else:
+                    self._free[0] = (end, b)
+                return self._hold(Piece(a, end))
+            best: Piece | None = None
+            for p in self.active:
+                if best is None or p.end - p.pos > best.end - best.pos:
+                    best = p
+            if best is None:
                 return None
-            a, b = self._free[0]
-            left = sum(e - s for s, e in self._free)
-            elapsed = time.monotonic() - self._began
-            rate = self.received / elapsed / max(1, self.workers) if self.received else None
-            n = min(b - a, piece_length(left, self.policy.connections, rate, self.policy))
-            if b - (a + n) < self.policy.min_piece // 2:
-                n = b - a
-            if a + n == b:
-                self._free.pop(0)
-            else:
-                self._free[0] = (a + n, b)
-            return _Piece(a, a + n)
+            left = best.end - best.pos
+            keep = left // 2 if chunk is None else min(chunk, left // 2)
+            cut = best.pos + max(self.reserve, keep)
+            if cut - best.pos < self.min_split or best.end - cut < self.min_split:
+                return None
+            end = self._bounded(cut, best.end, chunk)
+            if end < best.end:
+                self._free.append((end, best.end))
+                self._free.sort()
+            best.end = cut
+            return self._hold(Piece(cut, end))
 
-    def unassigned(self) -> int:
-        with self.cond:
-            return sum(e - s for s, e in self._free)
+    def _bounded(self, start: int, end: int, chunk: int | None) -> int:
+        """The end of a range from ``start`` of about ``chunk`` bytes, before ``end``:
+        what is left is never shorter than ``min_split``."""
+        if chunk is None:
+            return end
+        bound = start + max(chunk, self.min_split, 1)
+        return end if end - bound < self.min_split else bound
 
-    def wrote(self, start: int, n: int) -> int:
-        """Bytes ``[start, start + n)`` are written; returns how many bytes are."""
+    def left(self) -> int:
+        """Bytes no connection has got yet."""
         with self.cond:
-            self.done.add(start, start + n)
+            return sum(b - a for a, b in self._free) + sum(p.end - p.pos for p in self.active)
+
+    def splittable(self) -> bool:
+        with self.cond:
+            if self._free:
+                return True
+            return any(
+                p.end - p.pos - max(self.reserve, self.min_split) >= self.min_split
+                for p in self.active
+            )
+
+    def _hold(self, piece: Piece) -> Piece:
+        self.active.append(piece)
+        return piece
+
+    def wrote(self, piece: Piece, at: int, n: int) -> int:
+        """Bytes ``[at, at + n)`` of ``piece`` are written; returns how many of the file are."""
+        with self.cond:
+            assert at == piece.pos and at + n <= piece.end, (piece, at, n)
+            piece.pos += n
+            self.done.add(at, at + n)
             self.received += n
             total = self.done.total()
             self.cond.notify_all()
             return total
 
-    def snapshot(self) -> tuple[int, Ranges]:
+    def release(self, piece: Piece) -> None:
+        """The connection gives ``piece`` up (finished, failed or stopped): what it did
+        not get is free again."""
         with self.cond:
-            return self.done.prefix(), Ranges(self.done.spans)
+            if piece in self.active:
+                self.active.remove(piece)
+            if piece.pos < piece.end:
+                self._free.append((piece.pos, piece.end))
+                self._free.sort()
+
+    def saw_rate(self, rate: float) -> None:
+        """A connection received at ``rate`` bytes/s (averaged with what was seen)."""
+        with self.cond:
+            self.conn_rate = rate if self.conn_rate is None else (self.conn_rate + rate) / 2
+
+    def chunk(self, policy: SegmentPolicy, connections: int) -> int | None:
+        """How much a connection asks for next: what it receives in ``piece_seconds``, at
+        most ``max_piece``, and a share of what is left (so they finish together)."""
+        rate = self.conn_rate
+        if rate is None:
+            return None
+        share = self.left() // (2 * max(1, connections))
+        return max(self.min_split, min(int(rate * policy.piece_seconds), policy.max_piece, share))
+
+    def prefix(self) -> int:
+        with self.cond:
+            return self.done.prefix()
+
+    def snapshot(self) -> Ranges:
+        with self.cond:
+            return Ranges(self.done.spans)
+
+
+# --------------------------------------------------------------------------- the download
 
 
 @dataclass
@@ -347,10 +502,12 @@ class Segmenter:
 
     policy: SegmentPolicy
     budget: ConnectionBudget
+    governor: Governor
 
     @classmethod
     def of(cls, policy: SegmentPolicy) -> Segmenter:
-        return cls(policy, ConnectionBudget(policy.connections))
+        total = policy.total if policy.total is not None else DEFAULT_MAX_CONNECTIONS
+        return cls(policy, ConnectionBudget(total), Governor(policy.probe_s))
 
     def splits(self, size: int | None) -> bool:
         return (
@@ -376,6 +533,54 @@ class Segmenter:
             self.budget.release()
 
 
+class _Growth:
+    """One file's decisions to open more connections (see the module docstring)."""
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.window = segmenter.policy.probe_s
+        self.frozen = False
+        self._mark = (time.monotonic(), 0)  # when and at how many bytes the window began
+        # A step under test: (connections before, after, rate before, when it was taken).
+        self._step: tuple[int, int, float, float] | None = None
+        self._after: tuple[float, int] | None = None  # the measuring window's start
+        self.rate_per_connection: float | None = None  # as measured when it last grew
+
+    def more(self, now: float, received: int, workers: int) -> int:
+        """How many connections to open now."""
+        if self.frozen:
+            return 0
+        policy = self.segmenter.policy
+        if self._step is not None:
+            before, after, rate_before, taken = self._step
+            if self._after is None:
+                if now - taken >= self.window:  # the new connections had time to start
+                    self._after = (now, received)
+                return 0
+            t1, r1 = self._after
+            if now - t1 < self.window:
+                return 0
+            rate_after = (received - r1) / (now - t1)
+            self._step, self._after = None, None
+            self._mark = (now, received)
+            if not growth_paid(before, after, rate_before, rate_after):
+                self.frozen = True
+                return 0
+        t0, r0 = self._mark
+        if policy.adaptive and now - t0 < self.window:
+            return 0
+        headroom = self.segmenter.governor.headroom()
+        if policy.adaptive and headroom is None:
+            return 0
+        want = connections_wanted(workers, headroom or 1.0, policy) - workers
+        rate = (received - r0) / max(now - t0, 1e-9)
+        if want > 0 and policy.adaptive:
+            self._step = (workers, workers + want, rate, now)
+        if want > 0 and received > r0:
+            self.rate_per_connection = rate / max(1, workers)
+        return max(0, want)
+
+
 class _Segmented:
     def __init__(
         self,
@@ -399,6 +604,8 @@ class _Segmented:
         self.digest = str(self.ref.digest)
         self.transferred = 0
         self._count = threading.Lock()
+        # The hashers and PartialFile.offset: one connection (or the read-back) at a time.
+        self._hash_lock = threading.Lock()
         # Once per file, not per piece: a piece request costs only its round trip.
         self.url = ctx.remote.url(self.ref)
         self.headers = ctx.remote.headers()
@@ -453,7 +660,8 @@ class _Segmented:
 
     # -- one pass over the missing ranges ----------------------------------------------
     def _transfer(self, part: PartialFile, done: Ranges) -> None:
-        sched = _Schedule(self.size, done, self.segmenter.policy)
+        policy = self.segmenter.policy
+        sched = Schedule(self.size, done, min(policy.min_split, policy.min_piece))
         save_state(self.state, self.size, self.digest, done)  # before the file grows
         try:
             if os.fstat(part.fd).st_size != self.size:
@@ -463,12 +671,13 @@ class _Segmented:
         stop = threading.Event()
         errors: list[BaseException] = []
         threads: list[threading.Thread] = []
+        workers = [0]  # alive, under sched.cond
 
-        def spawn(extra: bool) -> None:
+        def spawn(piece: Piece, extra: bool) -> None:
             with sched.cond:
-                sched.workers += 1
+                workers[0] += 1
             t = threading.Thread(
-                target=self._worker, args=(sched, part, stop, errors, extra),
+                target=self._worker, args=(sched, part, piece, stop, errors, extra, workers),
                 name=f"modelctl-range {self.where}", daemon=True,
             )  # fmt: skip
             threads.append(t)
@@ -476,16 +685,17 @@ class _Segmented:
 
         buf = memoryview(bytearray(BUFFER))
         last_save = time.monotonic()
-        spawn(extra=False)
+        growth = _Growth(self.segmenter)
+        first = sched.steal()
+        if first is not None:
+            spawn(first, extra=False)
         try:
             while True:
                 if self.ctx.cancel.is_set():
                     raise Cancelled()
                 if errors:
                     raise errors[0]
-                prefix, _ = sched.snapshot()
-                if part.offset < prefix:
-                    part.hash_written(min(prefix, part.offset + BUFFER * 8), buf)
+                if self._hash_back(part, sched.prefix(), buf):
                     continue
                 alive = any(t.is_alive() for t in threads)
                 if not alive:
@@ -498,10 +708,23 @@ class _Segmented:
                         where=self.where,
                         hint="run `modelctl sync` again: it resumes",
                     )
-                self._grow(sched, spawn)
                 now = time.monotonic()
+                if sched.ranged.is_set():
+                    with sched.cond:
+                        received, running = sched.received, workers[0]
+                    more = growth.more(now, received, running)
+                    if more and sched.conn_rate is None and growth.rate_per_connection:
+                        sched.saw_rate(growth.rate_per_connection)
+                    for _ in range(more):
+                        if not sched.splittable() or not self.segmenter.budget.try_acquire():
+                            break
+                        piece = sched.steal(sched.chunk(policy, running + more))
+                        if piece is None:
+                            self.segmenter.budget.release()
+                            break
+                        spawn(piece, extra=True)
                 if now - last_save >= SAVE_EVERY_S:
-                    save_state(self.state, self.size, self.digest, sched.snapshot()[1])
+                    save_state(self.state, self.size, self.digest, sched.snapshot())
                     last_save = now
                 with sched.cond:
                     sched.cond.wait(_WAIT_S)
@@ -512,37 +735,38 @@ class _Segmented:
             if part.offset < self.size:
                 with contextlib.suppress(ModelctlError):
                     # Best effort: failing to record progress costs a re-fetch, not a byte.
-                    save_state(self.state, self.size, self.digest, sched.snapshot()[1])
+                    save_state(self.state, self.size, self.digest, sched.snapshot())
 
-    def _grow(self, sched: _Schedule, spawn: Callable[[bool], None]) -> None:
-        """Open more connections while pieces are left for them and the budget allows."""
-        policy = self.segmenter.policy
-        if not sched.ranged.is_set():
-            return
-        room = sched.unassigned() // policy.min_piece - 1
-        while room > 0 and sched.workers < policy.connections:
-            if not self.segmenter.budget.try_acquire():
-                return
-            spawn(True)
-            room -= 1
+    def _hash_back(self, part: PartialFile, prefix: int, buf: memoryview) -> bool:
+        """Read back and hash some written bytes past the hashed prefix; False if none."""
+        with self._hash_lock:
+            if part.offset >= prefix:
+                return False
+            part.hash_written(min(prefix, part.offset + BUFFER * 8), buf)
+            return True
 
     def _worker(
         self,
-        sched: _Schedule,
+        sched: Schedule,
         part: PartialFile,
+        piece: Piece | None,
         stop: threading.Event,
         errors: list[BaseException],
         extra: bool,
+        workers: list[int],
     ) -> None:
         buf = memoryview(bytearray(BUFFER))
         try:
-            while not stop.is_set():
-                piece = sched.take()
-                if piece is None:
-                    return
-                self._fetch_piece(piece, sched, part, stop, buf)
+            while piece is not None and not stop.is_set():
+                try:
+                    self._fetch_piece(piece, sched, part, stop, buf)
+                finally:
+                    sched.release(piece)
                 if extra and self.segmenter.budget.wanted():
                     return  # another file waits for its first connection: give this one back
+                with sched.cond:
+                    running = workers[0]
+                piece = sched.steal(sched.chunk(self.segmenter.policy, running))
         # Handed to the coordinating thread, which raises the first one.
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -551,63 +775,69 @@ class _Segmented:
             if extra:
                 self.segmenter.budget.release()
             with sched.cond:
-                sched.workers -= 1
+                workers[0] -= 1
                 sched.cond.notify_all()
 
     def _fetch_piece(
         self,
-        piece: _Piece,
-        sched: _Schedule,
+        piece: Piece,
+        sched: Schedule,
         part: PartialFile,
         stop: threading.Event,
         buf: memoryview,
     ) -> None:
-        """Get ``piece``, retrying it alone from where it stopped (modelctl.transfer.retry's policy:
-        only attempts that bring nothing new count toward giving up)."""
-        backoff = Backoff(self.ctx.policy, self.tracker.mark)
-        while piece.pos < piece.end:
+        """Get ``piece``, retrying it alone from where it stopped (modelctl.transfer.retry's
+        policy: only attempts that bring nothing new count toward giving up)."""
+        retries = Backoff(self.ctx.policy, self.tracker.mark)
+        while piece.pos < piece.end and not stop.is_set():
             before = piece.pos
             try:
                 self._request(piece, sched, part, stop, buf)
-                if piece.pos < piece.end:
+                if piece.pos < piece.end and not stop.is_set():
                     raise _Transient(f"the answer ended at byte {piece.pos} of {piece.end}")
             except _Transient as exc:
                 if piece.pos > before:
-                    backoff.progressed()
-                wait = backoff.next(exc.told)
+                    retries.progressed()
+                wait = retries.next(exc.told)
                 if wait is None:
                     reason = f"{exc.reason}, range at byte {piece.pos}"
-                    raise gave_up(reason, backoff, self.where, self.ctx) from None
+                    raise gave_up(reason, retries, self.where, self.ctx) from None
                 self.tracker.waiting(self.pf, wait, exc.told.why if exc.told else exc.reason)
                 if stop.wait(wait):
                     return
 
     def _request(
         self,
-        piece: _Piece,
-        sched: _Schedule,
+        piece: Piece,
+        sched: Schedule,
         part: PartialFile,
         stop: threading.Event,
         buf: memoryview,
     ) -> None:
-        headers = {**self.headers, "Range": f"bytes={piece.pos}-{piece.end - 1}"}
+        first, last = piece.pos, piece.end - 1
+        headers = {**self.headers, "Range": f"bytes={first}-{last}"}
+        began = time.monotonic()
         try:
             resp = self.ctx.transport.get(self.url, headers)
         except TRANSPORT_ERRORS as exc:
             raise _Transient(self.ctx.describe(exc)) from exc
         complete = False
         try:
-            self._accept(resp, piece)
+            self._accept(resp, first, last)
             sched.ranged.set()
             self._stream(resp, piece, sched, part, stop, buf)
-            complete = piece.pos == piece.end
+            # The whole answer was read only if the range was not cut short meanwhile.
+            complete = piece.pos == last + 1
+            got = piece.pos - first
+            if got >= sched.min_split:
+                sched.saw_rate(got / max(time.monotonic() - began, 1e-6))
         finally:
             if complete:
                 resp.close()
             else:
                 abort(resp)
 
-    def _accept(self, resp: Response, piece: _Piece) -> None:
+    def _accept(self, resp: Response, first: int, last: int) -> None:
         status = resp.status
         check_refusal(resp, self.ctx, self.ref, self.where)  # retry, or refused: as fetch
         if status in (200, 416):
@@ -617,10 +847,8 @@ class _Segmented:
                 f"unexpected answer from {self.ctx.server} (HTTP {status})", where=self.where
             )
         m = _CONTENT_RANGE.match(resp.header("Content-Range") or "")
-        if not m or int(m.group(1)) != piece.pos or int(m.group(2)) != piece.end - 1:
-            raise _Transient(
-                f"206 answer with a Content-Range other than {piece.pos}-{piece.end - 1}"
-            )
+        if not m or int(m.group(1)) != first or int(m.group(2)) != last:
+            raise _Transient(f"206 answer with a Content-Range other than {first}-{last}")
         if m.group(3) != "*" and int(m.group(3)) != self.size:
             raise Mismatch(
                 "the source announces a different size (Content-Range total)",
@@ -631,40 +859,48 @@ class _Segmented:
     def _stream(
         self,
         resp: Response,
-        piece: _Piece,
-        sched: _Schedule,
+        piece: Piece,
+        sched: Schedule,
         part: PartialFile,
         stop: threading.Event,
         buf: memoryview,
     ) -> None:
-        """The body into ``buf``, written at its offset each time the buffer is full."""
+        """The body into ``buf``, written at its offset each time the buffer is full, up to
+        ``piece.end`` as it is now (another connection may have taken the rest)."""
         filled = 0
-        while piece.pos + filled < piece.end:
-            if stop.is_set():
-                break
-            want = min(len(buf) - filled, piece.end - piece.pos - filled)
-            try:
-                n = resp.readinto(buf[filled : filled + want])
-            except TRANSPORT_ERRORS as exc:
-                self._flush(piece, sched, part, buf, filled)
-                raise _Transient(self.ctx.describe(exc)) from exc
-            if not n:
-                break
-            filled += n
-            if filled == len(buf):
-                self._flush(piece, sched, part, buf, filled)
-                filled = 0
-        self._flush(piece, sched, part, buf, filled)
+        try:
+            while not stop.is_set():
+                # piece.end only shrinks, never below pos + BUFFER (Schedule.steal).
+                want = min(len(buf) - filled, piece.end - piece.pos - filled)
+                if want <= 0:
+                    break
+                try:
+                    n = resp.readinto(buf[filled : filled + want])
+                except TRANSPORT_ERRORS as exc:
+                    raise _Transient(self.ctx.describe(exc)) from exc
+                if not n:
+                    break
+                filled += n
+                if filled == len(buf):
+                    self._flush(piece, sched, part, buf, filled)
+                    filled = 0
+        finally:
+            # What was received is kept, also after a dropped connection.
+            self._flush(piece, sched, part, buf, filled)
 
     def _flush(
-        self, piece: _Piece, sched: _Schedule, part: PartialFile, buf: memoryview, n: int
+        self, piece: Piece, sched: Schedule, part: PartialFile, buf: memoryview, n: int
     ) -> None:
         if not n:
             return
-        part.write_at(buf[:n], piece.pos)
+        data = buf[:n]
         at = piece.pos
-        piece.pos += n
-        total = sched.wrote(at, n)
+        with self._hash_lock:
+            if part.offset == at:
+                # Right after the hashed prefix: hashed now, never read back.
+                part.hash_next(data)
+        part.write_at(data, at)
+        total = sched.wrote(piece, at, n)
         with self._count:
             self.transferred += n
         self.tracker.advanced(self.pf, total, n)

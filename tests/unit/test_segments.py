@@ -1,18 +1,26 @@
-"""The pure parts of segmented downloads: byte ranges, piece sizes, the sidecar."""
+"""The pure parts of segmented downloads: byte ranges, the schedule of ranges over
+connections, the connection budget, when to open more, the sidecar."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from modelctl.transfer.segments import (
+    GROWTH_MARGIN,
+    ConnectionBudget,
+    Piece,
     Ranges,
+    Schedule,
     SegmentPolicy,
+    connections_wanted,
+    growth_paid,
     load_state,
-    piece_length,
     save_state,
     state_path,
 )
@@ -45,20 +53,157 @@ def test_ranges_hold_exactly_the_bytes_added(spans: list[tuple[int, int]]) -> No
     assert covered(gaps) == set(range(SIZE)) - model
 
 
-@given(
-    st.integers(1, 10**12),
-    st.integers(1, 64),
-    st.one_of(st.none(), st.floats(1.0, 1e10)),
+# --------------------------------------------------------------------------- schedule
+
+# A program for the connections of one file: open one more, receive bytes, write what was
+# received, or drop the connection (its range is given back, from the byte it reached).
+ops_st = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.integers(0, 0), st.integers(0, 3000)),  # chunk (0: all)
+        st.tuples(st.just("recv"), st.integers(0, 7), st.integers(1, 5000)),
+        st.tuples(st.just("flush"), st.integers(0, 7), st.integers(0, 0)),
+        st.tuples(st.just("drop"), st.integers(0, 7), st.integers(0, 0)),
+    ),
+    max_size=80,
 )
-def test_pieces_stay_within_bounds_and_never_leave_a_crumb(
-    left: int, connections: int, rate: float | None
+
+
+class _Conn:
+    def __init__(self, piece: Piece) -> None:
+        self.piece = piece
+        self.buffered = 0  # received, not yet written (at most the reserve)
+
+
+@given(
+    st.one_of(st.integers(1, 3000), st.integers(1, 40_000)),
+    st.integers(1, 3000),
+    st.integers(1, 2000),
+    spans_st,
+    ops_st,
+)
+# A split while the connection holds received bytes beyond the half of what it has left.
+@example(100, 1, 80, [], [("recv", 0, 70), ("open", 0, 0)])
+def test_ranges_cover_the_file_once_whatever_the_connections_do(
+    size: int, min_piece: int, reserve: int, written: list[tuple[int, int]], ops: list
 ) -> None:
-    p = SegmentPolicy(connections=connections, min_piece=8 << 20, max_piece=64 << 20)
-    n = piece_length(left, connections, rate, p)
-    assert n <= max(left, p.min_piece)
-    if n < left:
-        assert p.min_piece <= n <= p.max_piece
-        assert left - n >= p.min_piece // 2  # no tail piece smaller than half a piece
+    """Every byte is written exactly once (resumed bytes never again), also when
+    connections are opened at any time, split each other's ranges and drop; a
+    connection never receives past its range's end, however it shrinks."""
+    done = Ranges((a * size // SIZE, b * size // SIZE) for a, b in written)
+    resumed = Ranges(done.spans)
+    sched = Schedule(size, done, min_piece, reserve)
+    counts = bytearray(size)
+    for a, b in resumed.spans:
+        for i in range(a, b):
+            counts[i] += 1
+    conns: list[_Conn] = []
+
+    def write(c: _Conn) -> None:
+        p = c.piece
+        if c.buffered:
+            at = p.pos
+            sched.wrote(p, at, c.buffered)
+            for i in range(at, at + c.buffered):
+                counts[i] += 1
+            c.buffered = 0
+
+    def open_one(chunk: int = 0) -> bool:
+        piece = sched.steal(chunk or None)
+        if piece is None:
+            return False
+        assert piece.end - piece.pos >= 1
+        conns.append(_Conn(piece))
+        return True
+
+    def check() -> None:
+        for c in conns:
+            assert c.piece.pos + c.buffered <= c.piece.end  # never past its end
+        held = sorted((c.piece.pos, c.piece.end) for c in conns if c.piece.pos < c.piece.end)
+        assert all(e1 <= s2 for (_, e1), (s2, _) in itertools.pairwise(held))
+
+    open_one()
+    for op, w, n in ops:
+        if op == "open":
+            open_one(n)
+        elif conns:
+            c = conns[w % len(conns)]
+            p = c.piece
+            if op == "recv":
+                # As _stream: at most the buffer's room, at most up to the end as it is now.
+                c.buffered += max(0, min(n, reserve - c.buffered, p.end - p.pos - c.buffered))
+                if c.buffered == reserve:
+                    write(c)
+            elif op == "flush":
+                write(c)
+            else:  # drop: what was received is written, the rest is given back
+                write(c)
+                sched.release(p)
+                conns.remove(c)
+            if p.pos == p.end and c in conns:  # done: give it back, take another
+                sched.release(p)
+                conns.remove(c)
+                open_one(n)
+        check()
+    # Then every connection runs to its end, and the file is finished by whoever is left.
+    while conns or open_one():
+        c = conns[0]
+        c.buffered = c.piece.end - c.piece.pos
+        write(c)
+        sched.release(c.piece)
+        conns.remove(c)
+        check()
+    assert set(counts) <= {1}, "a byte written twice, or never"
+    assert sched.done.spans == ((0, size),)
+
+
+@given(st.lists(st.sampled_from(["acquire", "try", "release"]), max_size=60), st.integers(1, 9))
+def test_the_budget_is_never_exceeded(ops: list[str], total: int) -> None:
+    budget = ConnectionBudget(total)
+    held = 0
+    for op in ops:
+        if op == "acquire" and held < total:  # (would block when none is free)
+            budget.acquire(threading.Event())
+            held += 1
+        elif op == "try":
+            got = budget.try_acquire()
+            assert got == (held < total)
+            held += got
+        elif op == "release" and held:
+            budget.release()
+            held -= 1
+        assert budget.in_use() == held <= total
+
+
+@given(
+    st.integers(1, 64),
+    st.integers(1, 64),
+    st.floats(0.01, 1000.0),
+    st.booleans(),
+)
+def test_a_file_never_wants_more_than_its_connections_nor_more_than_the_cpu_carries(
+    current: int, per_file: int, headroom: float, adaptive: bool
+) -> None:
+    policy = SegmentPolicy(connections=per_file, adaptive=adaptive)
+    want = connections_wanted(current, headroom, policy)
+    assert want >= current
+    if want > current:
+        assert want <= per_file
+        assert want <= current * headroom or not adaptive
+    if adaptive and headroom * GROWTH_MARGIN < 1 + 1 / current:
+        # A busy CPU (one core of two busy, and more) never grows a file.
+        assert want == current
+
+
+@given(st.integers(1, 16), st.integers(1, 16), st.floats(1.0, 1e9), st.floats(0.0, 1e9))
+def test_growth_pays_only_with_half_the_promised_rate(
+    before: int, after: int, rate: float, rate_after: float
+) -> None:
+    paid = growth_paid(before, after, rate, rate_after)
+    if after <= before:
+        assert paid
+    else:
+        per_connection = rate / before
+        assert paid == (rate_after >= rate + per_connection * (after - before) / 2)
 
 
 def test_the_sidecar_round_trips_and_refuses_another_file(tmp_path: Path) -> None:

@@ -32,3 +32,13 @@ def test_unreadable_token_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         from_env({"HF_TOKEN_PATH": str(tmp_path)})  # a folder
     assert str(tmp_path) in info.value.render()
+
+
+def test_max_connections_from_the_environment() -> None:
+    from modelctl.settings import DEFAULT_MAX_CONNECTIONS
+
+    assert from_env({}).max_connections == DEFAULT_MAX_CONNECTIONS == 64
+    assert from_env({"MODELCTL_MAX_CONNECTIONS": " 16 "}).max_connections == 16
+    for bad in ("0", "-3", "lots", "1e3", "99999"):
+        with pytest.raises(InputError, match="MODELCTL_MAX_CONNECTIONS"):
+            from_env({"MODELCTL_MAX_CONNECTIONS": bad})
