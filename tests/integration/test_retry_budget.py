@@ -20,6 +20,7 @@ def _project(tmp_path: Path, local_hub: LocalHub) -> tuple[Path, bytes]:
     m = tmp_path / "modelctl.yaml"
     m.write_text("assets:\n  a:\n    repo: org/t\n    files: [model.bin]\n")
     assert main(["lock", "-m", str(m)]) == 0
+    local_hub.clear_requests()  # lock downloaded the (regular) file once to hash it
     return m, data
 
 
