@@ -63,6 +63,8 @@ class Faults:
     # Host in the redirect; None = the other loopback name (127.0.0.1 <-> localhost), so
     # clients see another origin, as with the real CDN. Same host = same-origin redirect.
     redirect_host: str | None = None
+    # The Location of those redirects, sent as is (a hostile value: "http://h:99999/x").
+    redirect_location: str | None = None
     # /blobs/ answers fail_blob_status instead of the content.
     fail_blob_redirect: bool = False
     fail_blob_status: int = 403

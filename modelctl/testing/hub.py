@@ -346,7 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
             linked_size = faults.linked_size or str(entry.size)
             headers += [("X-Linked-Etag", f'"{entry.oid}"'), ("X-Linked-Size", linked_size)]
             if faults.should_redirect(entry.path):
-                location = f"{self.hub._blob_origin()}/blobs/{entry.oid}"
+                location = (
+                    faults.redirect_location or f"{self.hub._blob_origin()}/blobs/{entry.oid}"
+                )
                 self._send_empty(302, [*headers, ("Location", location)])
                 return
         elif faults.resolve_cache_redirect and not cached and faults.should_apply(entry.path):

@@ -330,12 +330,12 @@ class StdlibTransport:
         write: BodyWriter | None = None,
         length: int = 0,
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        parsed = parse_url(url)
+        target = parsed.target
         proxy = self._proxy(origin) if origin[0] == "http" else None
         if proxy is not None:
             # Plain HTTP through a proxy: the absolute URI in the request line.
-            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
+            target = f"http://{parsed.netloc}{target}"
             if proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
         while True:

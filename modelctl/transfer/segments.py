@@ -66,6 +66,7 @@ from modelctl.errors import ModelctlError, NetworkError
 from modelctl.fs.atomic import atomic_write
 from modelctl.fs.flock import Cancelled
 from modelctl.fs.paths import storage_error
+from modelctl.fs.safeio import read_bounded
 from modelctl.lock.plan import PlannedFile
 from modelctl.parallel import DEFAULT_CONNECTIONS
 from modelctl.progress import ProgressTracker
@@ -92,6 +93,7 @@ _WAIT_S: Final = 0.02  # the coordinating thread wakes up at least this often
 _STATE_VERSION: Final = 1
 # A file grows to what the spare CPU carries, times this (each connection costs some).
 GROWTH_MARGIN: Final = 0.8
+_STATE_MAX: Final = 1 << 20  # a sidecar of 20,000 ranges is ~0.5 MiB
 
 
 @dataclass(frozen=True)
@@ -173,16 +175,11 @@ def load_state(path: Path, size: int, digest: str) -> Ranges | None:
     """The ranges recorded for this exact file, or None (no sidecar, or one that does not
     match the lock or cannot be read: then it counts for nothing)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return None  # a symlink planted there, or unreadable: not ours to trust
-    try:
-        with open(fd, "rb") as f:
-            data: Any = json.loads(f.read(1 << 20))
+        # Non-blocking, regular files only (fs.safeio): a FIFO planted there would
+        # otherwise hang the open forever, before any request.
+        data: Any = json.loads(read_bounded(path, _STATE_MAX, follow=False))
     except (OSError, ValueError):
-        return None
+        return None  # absent, a symlink, a FIFO, too big, unreadable: not ours to trust
     if not (
         isinstance(data, dict)
         and data.get("modelctl_ranges") == _STATE_VERSION

@@ -16,6 +16,7 @@ ROWS = (
     ),
     ("kills", "kill -9 of a running sync or bundle survived"),
     ("bad_inputs", "bad inputs tried (manifests, lockfiles, paths, tokens)"),
+    ("hostile", "hostile server values and planted files (Locations, tokens, realms, FIFOs)"),
     ("checked", "final files checked against the lock after a fault"),
     ("wrongly_accepted", "files wrongly accepted (must be 0)"),
 )

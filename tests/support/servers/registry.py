@@ -211,7 +211,13 @@ class Proxy:
     - ``drop_blob_after=N``: the first blob GET answering more than N bytes is cut after N
       bytes (the connection closed), as a registry or load balancer dropping mid-blob;
     - ``redirect_blobs=URL``: blob GETs answer ``307 Location: URL/<digest>?sig=...``, as
-      S3-backed registries do (``BlobStore`` serves them and records the headers it got).
+      S3-backed registries do (``BlobStore`` serves them and records the headers it got);
+      ``redirect_digests``: only these blobs; ``location=TEXT``: that Location, as is (a
+      hostile one: ``http://127.0.0.1:99999/x``);
+    - ``redirect_manifests``: manifest GETs answer ``307`` to the registry itself (another
+      origin: the upstream's port), as registries serving manifests from a CDN do;
+    - ``bearer_token=TEXT``: the proxy asks for Bearer auth (``GET /v2/`` -> 401 with a
+      realm on the proxy) and its ``/token`` hands out TEXT, whatever it is (CR/LF ...).
     """
 
     def __init__(
@@ -220,10 +226,18 @@ class Proxy:
         *,
         drop_blob_after: int | None = None,
         redirect_blobs: str | None = None,
+        redirect_digests: set[str] | None = None,
+        location: str | None = None,
+        redirect_manifests: bool = False,
+        bearer_token: str | None = None,
     ) -> None:
         self.upstream = upstream
         self.drop_blob_after = drop_blob_after
         self.redirect_blobs = redirect_blobs
+        self.redirect_digests = redirect_digests
+        self.location = location
+        self.redirect_manifests = redirect_manifests
+        self.bearer_token = bearer_token
         self.log = ProxyLog([])
         self.dropped = 0
         self._server: ThreadingHTTPServer | None = None
@@ -242,13 +256,20 @@ class Proxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 path = self.path
-                if proxy.redirect_blobs and self.command == "GET" and "/blobs/sha256:" in path:
-                    digest = path.rsplit("/", 1)[1]
-                    self.send_response(307)
-                    self.send_header("Location", f"{proxy.redirect_blobs}/{digest}?sig=test")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    proxy.log.requests.append((self.command, path, 307, 0))
+                if proxy.bearer_token is not None and self._bearer(path):
+                    return
+                digest = path.rsplit("/", 1)[1]
+                if (
+                    (proxy.redirect_blobs or proxy.location)
+                    and self.command == "GET"
+                    and "/blobs/sha256:" in path
+                    and (proxy.redirect_digests is None or digest in proxy.redirect_digests)
+                ):
+                    where = proxy.location or f"{proxy.redirect_blobs}/{digest}?sig=test"
+                    self._redirect(path, where)
+                    return
+                if proxy.redirect_manifests and self.command == "GET" and "/manifests/" in path:
+                    self._redirect(path, f"http://{proxy.upstream.address}{path}")
                     return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
@@ -279,6 +300,33 @@ class Proxy:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _redirect(self, path: str, location: str) -> None:
+                self.send_response(307)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                proxy.log.requests.append((self.command, path, 307, 0))
+
+            def _bearer(self, path: str) -> bool:
+                """The Bearer flow with a hostile token; True if answered here."""
+                if path.startswith("/token"):
+                    body = json.dumps({"token": proxy.bearer_token}).encode()
+                    status = 200
+                elif path == "/v2/" and not self.headers.get("Authorization"):
+                    body, status = b"{}", 401
+                else:
+                    return False
+                self.send_response(status)
+                if status == 401:
+                    realm = f"http://{proxy.address}/token"
+                    self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="x"')
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                proxy.log.requests.append((self.command, path, status, len(body)))
+                return True
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
