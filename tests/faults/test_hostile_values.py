@@ -26,7 +26,9 @@ from modelctl.testing.hub import LocalHub
 from modelctl.transfer.segments import SegmentPolicy, state_path
 from tests.oci.conftest import requires_registry
 from tests.support.fault_report import REPORT
-from tests.support.faults import FAST, MiB, audit, blob, lib_sync, make_project, run_cli
+from tests.support.helpers import FAST, MiB, audit, lib_sync, make_project
+from tests.support.helpers import cli_in_process as run_cli
+from tests.support.helpers import seeded_bytes as blob
 from tests.support.servers import registry as reg
 
 pytestmark = pytest.mark.faults
