@@ -50,7 +50,7 @@ fmt: setup
 demo: setup
     {{py}} -m scripts.demo
 
-# Benchmarks, one table: capped (40 MB/s per connection) and uncapped transfers racing aria2c -x8, curl and hf_hub_download (nginx), and the start-up ratios. Needs Debian's nginx-light, aria2 and curl.
+# Benchmarks, one table: capped (40 MB/s per connection) and uncapped transfers racing aria2c -x8 -s8 -jJ, parallel curls (+ sha256sum) and hf_hub_download on a pool (nginx), start-up ratios, and 1,000 / 10,000 small files vs snapshot_download. `just bench --quick` for a smoke run. Needs Debian's nginx-light, aria2 and curl.
 bench *ARGS: setup
     {{py}} -m benchmarks.bench_wan {{ARGS}}
 

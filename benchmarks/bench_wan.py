@@ -19,8 +19,10 @@ each a fresh process started as a user would start it, into an empty folder:
 
 Per client: the median wall time of the rounds (the order rotates every round), MB/s,
 CPU seconds (user + sys of the process and its children, from ``wait4``) per GB, and
-peak RSS. The load average is printed per scenario: above 1, treat throughput with care;
-CPU seconds per GB are the steadier measure on a shared machine.
+peak RSS (``wait4``'s, which counts the forked benchmark process before ``exec``: read
+the smallest values as "at most"). The load average is printed per scenario: above 1,
+treat throughput with care; CPU seconds per GB are the steadier measure on a shared
+machine.
 
 Start-up: a warm ``modelctl sync --frozen --offline`` of an 8-file lock, and
 ``import modelctl.runtime`` + ``open_lock()`` + every path, each against
@@ -128,6 +130,7 @@ def start_nginx(
     conf.write_text(
         textwrap.dedent(
             f"""
+            user root;
             worker_processes 2;
             daemon off;
             pid {work}/nginx-{port}.pid;
@@ -302,18 +305,18 @@ def aria2c(urls: dict[str, str], dest: Path, jobs: int) -> list[str]:
 
 
 def curls(urls: dict[str, str], dest: Path, verify: bool) -> str:
-    """A shell line: one curl per file, all at once (each then sha256sum, if ``verify``)."""
+    """A shell line: one curl per file, all at once (each then sha256sum, if ``verify``);
+    fails if any of them fails."""
     dest.mkdir(parents=True, exist_ok=True)
     jobs = []
     for name, url in urls.items():
         out = shlex.quote(str(dest / name.replace("/", "_")))
         job = f"curl -s -f -o {out} {shlex.quote(url)}"
-        jobs.append(f"({job} && sha256sum {out} >/dev/null) &" if verify else f"{job} &")
-    # `wait` alone would not fail on a failed job: count the failures.
+        if verify:
+            job = f"{{ {job} && sha256sum {out} >/dev/null; }}"
+        jobs.append(f'{job} & pids="$pids $!";')
     return (
-        " ".join(jobs)
-        + " fails=0; for j in $(jobs -p); do wait $j || fails=1; done; "
-        + ('exit "$fails"')
+        'pids=""; ' + " ".join(jobs) + ' s=0; for p in $pids; do wait "$p" || s=1; done; exit "$s"'
     )
 
 
@@ -366,20 +369,20 @@ STARTUP_GOALS = {"sync --frozen": 4.0, "runtime:": 2.5}
 
 def report(rows: list[Row], startup: list[tuple[str, float, float]], argv: list[str]) -> list[str]:
     lines = [
-        f"| {'scenario':<34} | {'client':<28} | {'MB/s':>6} | {'modelctl is':>11} "
+        f"| {'scenario':<38} | {'client':<28} | {'MB/s':>6} | {'modelctl is':>11} "
         f"| {'CPU s/GB':>8} | {'peak RSS':>8} | {'load':>4} |",
-        f"|{'-' * 36}|{'-' * 30}|{'-' * 8}|{'-' * 13}|{'-' * 10}|{'-' * 10}|{'-' * 6}|",
+        f"|{'-' * 40}|{'-' * 30}|{'-' * 8}|{'-' * 13}|{'-' * 10}|{'-' * 10}|{'-' * 6}|",
     ]
     mine = {r.scenario: r for r in rows if r.client == "modelctl sync"}
     for r in rows:
         rel = "" if r.client == "modelctl sync" else f"{mine[r.scenario].mb_s / r.mb_s:.2f}x"
         lines.append(
-            f"| {r.scenario:<34} | {r.client:<28} | {r.mb_s:>6.0f} | {rel:>11} "
+            f"| {r.scenario:<38} | {r.client:<28} | {r.mb_s:>6.0f} | {rel:>11} "
             f"| {r.cpu_s_gb:>8.2f} | {r.rss_mib:>4.0f} MiB | {r.load:>4.1f} |"
         )
     for what, ms, ratio in startup:
         rel = "" if what == "python -c pass" else f"{ratio:.1f}x pass"
-        lines.append(f"| {'start-up':<34} | {what:<28} | {ms:>3.0f} ms | {rel:>11} | | | |")
+        lines.append(f"| {'start-up':<38} | {what:<28} | {ms:>3.0f} ms | {rel:>11} | | | |")
     lines.append("")
     lines += goal_lines(rows, startup)
     lines.append("")

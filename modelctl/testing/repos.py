@@ -281,6 +281,13 @@ class RepoStore:
         if _valid_name(revision) and (repo_dir / revision).is_dir():
             return self._build(repo, repo_dir, revision)
         if _COMMIT_RE.match(revision):
+            # A commit seen before is that snapshot (its files are served only while their
+            # bytes are unchanged: see current()). Checked first: building a branch walks
+            # the whole repo, which would make every file request cost O(files).
+            with self._lock:
+                seen = self._history.get(repo, OrderedDict()).get(revision)
+            if seen is not None:
+                return seen
             for branch in self._branches(repo_dir):
                 snap = self._build(repo, repo_dir, branch)
                 if snap.commit == revision:
