@@ -181,11 +181,11 @@ def test_credentials_never_go_to_a_plain_http_realm_of_a_tls_registry(
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(path))
         dest = f"oci://{r.address}/team/models:v1"
         args = ["push", dest, "-m", str(project), "--ca-cert", str(ca.ca_cert)]
+        assert main(args) == 3
+        assert "token requests to another origin" in capsys.readouterr().err
         assert main([*args, "--token-host", "127.0.0.1"]) == 3
         err = capsys.readouterr().err
         assert "the registry's token service is on plain HTTP, and the registry is not" in err
-        assert main(args) == 3
-        assert "token requests to another origin" in capsys.readouterr().err
         assert tokens.requests == []
 
 

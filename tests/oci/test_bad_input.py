@@ -13,7 +13,7 @@ import pytest
 
 from modelctl.cli import main
 from modelctl.oci import modelpack
-from modelctl.oci.manifests import put_manifest
+from modelctl.oci.manifests import get_manifest, put_manifest
 from modelctl.oci.push import _Bytes
 from modelctl.oci.reference import parse
 from modelctl.oci.registry import Registry, RegistryOptions
@@ -225,4 +225,62 @@ def test_blob_gone_from_the_registry_exit_2_naming_push(
     err = capsys.readouterr().err
     assert f"the registry ({registry.address}/team/models) has no such file" in err
     assert "push the lock again" in err and "HF_TOKEN" not in err
+    assert not (target / "beta" / "model.gguf").exists()
+
+
+# --------------------------------------------------------------- issue 24 item 6
+
+
+def test_a_manifest_the_registry_redirects_is_followed(
+    project: Path, pushed: str, registry: reg.Registry, repos: dict[str, dict[str, bytes]],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    with reg.Proxy(registry, redirect_manifests=True) as proxy:
+        dest = pushed.replace(registry.address, proxy.address)
+        target = tmp_path / "t"
+        assert main(sync_args(project, dest, target)) == 0, capsys.readouterr().err
+    assert [r[2] for r in proxy.log.requests if "/manifests/" in r[1]] == [307]
+    assert (target / "beta" / "model.gguf").read_bytes() == repos["org/beta"]["model.gguf"]
+
+
+def test_the_lockfile_layer_is_bounded_by_the_lockfile_bound_not_the_manifest_cap(
+    project: Path, pushed: str, registry: reg.Registry, repos: dict[str, dict[str, bytes]],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A lockfile layer over 4 MiB (the manifest cap): the project's lock plus a long
+    comment, which parses to the same lock."""
+    client = Registry(parse(pushed), None, RegistryOptions())
+    manifest = json.loads(get_manifest(client, parse(pushed))[0])
+    lock_bytes = project.with_suffix(".lock").read_bytes()
+    big = lock_bytes + b"# " + b"x" * (5 * 1024 * 1024) + b"\n"
+    digest = modelpack.sha256_digest(big)
+    upload(client, digest, len(big), lambda: _Bytes(big))
+    for layer in manifest["layers"]:
+        if layer["annotations"].get(modelpack.ANN_TITLE) == modelpack.LOCK_TITLE:
+            layer["digest"], layer["size"] = digest, len(big)
+    put_manifest(client, "big-lock", json.dumps(manifest).encode(), modelpack.OCI_MANIFEST)
+    target = tmp_path / "t"
+    dest = pushed.replace(":v1", ":big-lock")
+    assert main(sync_args(project, dest, target)) == 0, capsys.readouterr().err
+    assert (target / "beta" / "model.gguf").read_bytes() == repos["org/beta"]["model.gguf"]
+
+
+@pytest.mark.parametrize("which", ["lockfile", "layer"])
+def test_blob_storage_answering_401_is_named_as_the_registry_s_storage(
+    which: str, project: Path, pushed: str, registry: reg.Registry, tmp_path: Path,
+    repos: dict[str, dict[str, bytes]], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    gguf = "sha256:" + hashlib.sha256(repos["org/beta"]["model.gguf"]).hexdigest()
+    lock_digest = modelpack.sha256_digest(project.with_suffix(".lock").read_bytes())
+    digests = {lock_digest if which == "lockfile" else gguf}
+    with (
+        reg.BlobStore({}, status=401) as storage,
+        reg.Proxy(registry, redirect_blobs=storage.url, redirect_digests=digests) as proxy,
+    ):
+        target = tmp_path / "t"
+        code = main(sync_args(project, pushed.replace(registry.address, proxy.address), target))
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "HTTP 401" in err and "the Hub" not in err and "HF_TOKEN" not in err
+    assert "the storage the registry" in err and "redirected" in err
     assert not (target / "beta" / "model.gguf").exists()

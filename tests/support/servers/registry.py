@@ -353,8 +353,9 @@ class BlobStore:
     """Another origin serving blobs by digest (what a registry redirects to), recording the
     ``Authorization`` header of each request."""
 
-    def __init__(self, blobs: dict[str, bytes]) -> None:
+    def __init__(self, blobs: dict[str, bytes], *, status: int | None = None) -> None:
         self.blobs = blobs
+        self.status = status  # answer every request with this (401: an expired signature)
         self.authorizations: list[str | None] = []
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -372,8 +373,8 @@ class BlobStore:
                 store.authorizations.append(self.headers.get("Authorization"))
                 digest = self.path.split("?")[0].rsplit("/", 1)[1]
                 data = store.blobs.get(digest)
-                if data is None:
-                    self.send_response(404)
+                if data is None or store.status is not None:
+                    self.send_response(store.status or 404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
