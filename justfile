@@ -8,7 +8,7 @@ py := venv / "bin/python"
 default:
     @just --list
 
-# Create .venv and install modelctl with every runtime, dev and docs tool (only when pyproject.toml changed).
+# Create .venv and install modelctl with every runtime, dev, docs and signing tool (only when pyproject.toml changed).
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -18,7 +18,7 @@ setup:
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         {{py}} -m pip install -q --upgrade pip
         # llama-cpp-python has no wheel here: pip builds it once (~3 min on 2 cores), then caches the wheel.
-        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt,g2p,docs]"
+        CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt,g2p,docs,sign]"
         echo "$want" > "$stamp"
     fi
 

@@ -6,6 +6,7 @@ from modelctl.cli import (  # noqa: F401
     edit_cmds,
     oci_cmds,
     report_cmds,
+    sign_cmd,
     sync_cmds,
 )
 from modelctl.cli.main import cli, main

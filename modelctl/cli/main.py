@@ -13,7 +13,7 @@ import click
 from modelctl import locking, project
 from modelctl._version import __version__
 from modelctl.cli.format import plan_table, tell_wait
-from modelctl.cli.options import asset_option, detail, emit_json, json_option, note
+from modelctl.cli.options import asset_option, detail, emit_json, info, json_option, note
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError, redact
 from modelctl.lock.plan import make_plan
 from modelctl.lock.types import Manifest
@@ -153,6 +153,7 @@ def cli(quiet: bool, verbose: bool) -> None:
     modelctl gc       list (--delete: remove) what no given lock references
     modelctl dockerfile  print one COPY line per locked asset (one image layer each)
     modelctl export   the lock as a CycloneDX SBOM
+    modelctl sign     sign an asset's locked files (OpenSSF Model Signing)
     modelctl completion  shell completion script (bash, zsh, fish)
 
     Reporting commands take --json (shapes: docs/commands.md); --asset NAME picks a subset.
@@ -215,6 +216,10 @@ def lock_cmd(
         return
     verb = "wrote" if result.written else "unchanged:"
     click.echo(f"{verb} {found.lock_path} ({len(result.lock.assets)} assets, {len(files)} files)")
+    for asset in result.lock.assets:
+        if asset.signature is not None:
+            sig = asset.signature
+            info(f"{asset.name}: signature {sig.path} verified ({sig.method}: {sig.identity})")
     for line in changes:
         detail(f"  - {line}")
 

@@ -18,24 +18,30 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import NamedTuple
 
-from modelctl.errors import ResolveError
+from modelctl.errors import IntegrityError, ResolveError
 from modelctl.fs.paths import check_relpath
 from modelctl.hub.answers import RemoteFile, RepoSnapshot, check_pinned
-from modelctl.hub.client import HubClient
+from modelctl.hub.client import Fetched, HubClient
 from modelctl.lock import lockfile
 from modelctl.lock.digest import Digest
 from modelctl.lock.types import (
+    ROLE_SIGNATURE,
     Asset,
     FileRequest,
     Lock,
     LockedAsset,
     LockedFile,
+    LockedSignature,
     LockedSource,
     Manifest,
+    SignatureSpec,
     Source,
 )
 from modelctl.lock.types import repo_where as where
+from modelctl.provenance import oms
 
 SourceKey = tuple[str, str, str]  # (repo_type, repo_id, revision)
 
@@ -50,7 +56,8 @@ def resolve(
     hash_regular: bool = True,
 ) -> Lock:
     """The lock of ``manifest``. ``hash_regular=False`` (outdated, which compares blob ids)
-    skips the lock-time download of regular files, so their ``sha256`` stays unset."""
+    skips the lock-time download of regular files, so their ``sha256`` stays unset, and
+    the signature checks."""
     unknown = sorted(set(upgrade_assets) - {a.name for a in manifest.assets})
     if unknown:
         raise ResolveError(
@@ -75,11 +82,68 @@ def resolve(
                 snapshots[src.key] = snap
     assets = tuple(_lock_asset(a, snapshots, client) for a in manifest.assets)
     if hash_regular:
-        assets = _with_sha256(assets, previous, client, {})
+        signatures = _fetch_signatures(manifest, assets, client)
+        known = {sig.file.digest: sig.fetched.sha256 for sig in signatures.values()}
+        assets = _with_sha256(assets, previous, client, known)
+        base = Path(manifest.source).parent
+        assets = tuple(
+            _checked_signature(a, signatures[a.name], base) if a.name in signatures else a
+            for a in assets
+        )
     # Everything above came from a server: check it like a lockfile read from disk before
     # anything (a sync, a write) uses it.
     new = Lock(lockfile.LOCK_VERSION, manifest.manifest_hash(), assets)
     return lockfile.validated(new, f"the lock resolved from {manifest.source}")
+
+
+class _Signature(NamedTuple):
+    spec: SignatureSpec
+    file: LockedFile
+    fetched: Fetched
+
+
+def _fetch_signatures(
+    manifest: Manifest, assets: tuple[LockedAsset, ...], client: HubClient
+) -> dict[str, _Signature]:
+    """The signature file of each signed asset, downloaded (bounded) and checked against
+    its listed digest."""
+    found: dict[str, _Signature] = {}
+    for asset, locked in zip(manifest.assets, assets, strict=True):
+        spec = asset.signature
+        if spec is None or not locked.sources:
+            continue
+        src = locked.sources[0]
+        file = next(f for f in src.files if f.path == spec.path)  # match_files saw it
+        here = where(src.repo_id, src.repo_type, src.commit, file.path)
+        if file.size is not None and file.size > oms.MAX_SIGNATURE_BYTES:
+            raise IntegrityError(
+                "the signature file is larger than modelctl reads",
+                where=here,
+                expected=f"at most {oms.MAX_SIGNATURE_BYTES} bytes",
+                actual=f"{file.size} bytes",
+                hint="a signature is a few kB per thousand files: this one is not a signature",
+            )
+        fetched = client.fetch_checked(
+            src.repo_id, src.repo_type, src.commit, file, oms.MAX_SIGNATURE_BYTES
+        )
+        found[asset.name] = _Signature(spec, file, fetched)
+    return found
+
+
+def _checked_signature(asset: LockedAsset, sig: _Signature, base: Path) -> LockedAsset:
+    """The asset with its signature checked: the signature verifies as the manifest says
+    to trust it, and covers every file locked from the asset's repo with the same
+    SHA-256. Raises IntegrityError (exit 4) naming the file and what differs."""
+    src = asset.sources[0]
+
+    def here(path: str) -> str:
+        return f"{asset.name}: " + where(src.repo_id, src.repo_type, src.commit, path)
+
+    assert sig.fetched.data is not None
+    signed = oms.verify(sig.fetched.data, sig.spec, base, here(sig.spec.path))
+    oms.check_covered(signed, src.files, sig.spec.path, here)
+    locked = LockedSignature(sig.spec.path, sig.fetched.sha256, sig.spec.method, signed.identity)
+    return replace(asset, signature=locked)
 
 
 def _with_sha256(
@@ -153,6 +217,15 @@ def match_files(request: FileRequest, snap: RepoSnapshot, asset: Asset) -> list[
             )
         return found
     found = [f for f in snap.files if f.path == request.pattern]
+    if not found and request.role == ROLE_SIGNATURE:
+        raise IntegrityError(
+            f"the signature the manifest requires for asset {asset.name!r} is not in the repo",
+            where=f"{asset.line} ({here}:{request.pattern})",
+            expected=f"an OpenSSF Model Signing signature at {request.pattern}",
+            actual="no such file at this commit",
+            hint="the publisher did not sign this revision (or the mirror dropped the "
+            "signature): do not use it unsigned; fix signature.path if it lives elsewhere",
+        )
     if not found:
         raise ResolveError(
             f"file {request.pattern!r} of asset {asset.name!r} is not in the repo",

@@ -25,12 +25,15 @@ from modelctl.fs.paths import check_relpath
 from modelctl.lock.types import (
     ROLE_FILE,
     ROLE_MODEL,
+    ROLE_SIGNATURE,
     ROLE_TOKENIZER,
     ROLE_VOICE,
+    SIGNATURE_DEFAULT_PATH,
     Asset,
     FileRequest,
     Manifest,
     RepoType,
+    SignatureSpec,
     Source,
 )
 from modelctl.lock.yamldoc import YamlDoc, load_yaml, read_text, validate
@@ -97,6 +100,17 @@ def _expand(name: str, spec: dict[str, Any], doc: YamlDoc) -> Asset:
         sources = [Source(spec.get("repo", KOKORO_REPO), "model", revision, requests)]
     else:  # api: nothing to fetch
         sources = []
+    signature = _signature(spec.get("signature"))
+    if signature is not None:
+        # The signature is a locked file of the asset's repo: sync and verify check it.
+        main = sources[0]
+        sources[0] = Source(
+            main.repo_id,
+            main.repo_type,
+            main.revision,
+            # First: the first request naming a file decides its role (a "*" matches it too).
+            (FileRequest(signature.path, ROLE_SIGNATURE), *main.requests),
+        )
     for src in sources:
         for req in src.requests:
             check_relpath(req.pattern, where=where, error=ManifestError)
@@ -106,6 +120,20 @@ def _expand(name: str, spec: dict[str, Any], doc: YamlDoc) -> Asset:
         enabled=spec.get("enabled", True),
         sources=_merge_sources(sources),
         line=where,
+        signature=signature,
+    )
+
+
+def _signature(spec: dict[str, Any] | None) -> SignatureSpec | None:
+    """The schema has checked the shape (exactly one way to trust it)."""
+    if spec is None:
+        return None
+    return SignatureSpec(
+        path=spec.get("path", SIGNATURE_DEFAULT_PATH),
+        key=spec.get("key"),
+        certificate_chain=tuple(spec.get("certificate_chain", ())),
+        identity=spec.get("identity"),
+        issuer=spec.get("issuer"),
     )
 
 

@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "_version": 0,
     "fs": 1,  # checked opens, paths, atomic writes, file locks
     "lock": 2,  # manifest, lockfile, schema check, plan math: pure data
+    "provenance": 3,  # OpenSSF Model Signing: signatures checked against the lock
     "settings": 2,
     "parallel": 2,
     "progress": 3,

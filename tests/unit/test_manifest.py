@@ -6,7 +6,7 @@ import pytest
 
 from modelctl.errors import EXIT_INPUT, ManifestError
 from modelctl.lock.manifest import load_manifest, parse_manifest
-from modelctl.lock.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE
+from modelctl.lock.types import ROLE_MODEL, ROLE_TOKENIZER, ROLE_VOICE, FileRequest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,3 +202,50 @@ def test_bundled_manifests_are_valid() -> None:
     assert manifests, "manifests/ must hold the examples"
     for path in manifests:
         assert load_manifest(path).assets
+
+
+def test_signature_is_a_locked_file_and_part_of_the_spec() -> None:
+    plain = parse_manifest("assets:\n  m:\n    repo: o/m\n    files: ['*']\n")
+    signed = parse_manifest(
+        "assets:\n  m:\n    repo: o/m\n    files: ['*']\n    signature:\n      key: k.pub\n"
+    )
+    asset = signed.assets[0]
+    assert asset.signature is not None and asset.signature.method == "key"
+    assert asset.signature.path == "model.sig"
+    # First, so that its role wins over the glob that also matches it.
+    assert asset.sources[0].requests[0] == FileRequest("model.sig", "signature")
+    assert asset.spec_hash() != plain.assets[0].spec_hash()
+    # An unsigned asset's spec has no signature key: locks made before keep their hash.
+    assert "signature" not in plain.assets[0].spec()
+
+
+@pytest.mark.parametrize(
+    ("block", "method"),
+    [
+        ("key: k.pub", "key"),
+        ("certificate_chain: [ca.pem]", "certificate"),
+        ("identity: a@b.c\n      issuer: https://accounts.google.com", "sigstore"),
+        ("path: sig/model.sig\n      key: k.pub", "key"),
+    ],
+)
+def test_each_way_to_trust_a_signature(block: str, method: str) -> None:
+    head = "assets:\n  m:\n    kind: gguf\n    repo: o/m\n    file: a.gguf\n"
+    text = f"{head}    signature:\n      {block}\n"
+    sig = parse_manifest(text).assets[0].signature
+    assert sig is not None and sig.method == method
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "{}",  # no way to trust it
+        "{key: k.pub, identity: a@b.c, issuer: https://x}",  # two ways
+        "{identity: a@b.c}",  # identity without issuer
+        "{key: k.pub, path: '*.sig'}",  # a glob is no path
+        "{key: k.pub, path: ../model.sig}",
+        "{key: k.pub, extra: 1}",
+    ],
+)
+def test_bad_signature_blocks_are_refused(block: str) -> None:
+    with pytest.raises(ManifestError):
+        parse_manifest(f"assets:\n  m:\n    repo: o/m\n    files: [a]\n    signature: {block}\n")

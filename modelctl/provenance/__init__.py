@@ -1,0 +1,1 @@
+"""Provenance: OpenSSF Model Signing (OMS) signatures, checked against the lock's SHA-256s."""
