@@ -38,6 +38,20 @@ SENTENCES = (
     "Please turn off the kitchen light.",
     "The weather today is sunny and warm.",
 )
+#: Harder ones: r-coloured vowels, diphthongs, affricates, numbers in words.
+HARD_SENTENCES = (
+    "The judge chose the orange chair.",
+    "Thirty birds were heard near the church.",
+    "My brother bought a new guitar yesterday.",
+    "Water boils at one hundred degrees.",
+    "She sells sea shells by the sea shore.",
+    "The Earth goes around the Sun once a year.",
+    "Please call me tomorrow morning.",
+    "Our teacher reads a story every night.",
+    "The boy enjoyed the noisy toy.",
+    "Could you open the window a little?",
+)
+SETS = {"basic": SENTENCES, "hard": HARD_SENTENCES}
 STT_RATE = 16_000
 VARIANTS = ("espeak-raw", "espeak-misaki", "misaki")
 
@@ -87,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--voices", nargs="*", default=None, help="default: every voice")
     parser.add_argument("--variants", nargs="*", default=None, help="default: every variant")
+    parser.add_argument("--set", choices=sorted(SETS), default="basic", help="which sentences")
     args = parser.parse_args(argv)
     from faster_whisper import WhisperModel
 
@@ -95,14 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     stt = WhisperModel(str(fetch_whisper_tiny_en()), device="cpu", compute_type="int8")
     voices = args.voices or sorted(tts.voices)
     chosen = variants(args.variants or VARIANTS)
-    print(f"{len(SENTENCES)} sentences, {sum(len(words(s)) for s in SENTENCES)} words each run")
+    sentences = SETS[args.set]
+    print(f"{len(sentences)} sentences, {sum(len(words(s)) for s in sentences)} words each run")
     print(f"{'g2p':<14} {'voice':<14} {'WER':>6}  {'s':>5}  worst")
     for name, g2p in chosen.items():
         for voice in voices:
             t0 = time.perf_counter()
             errors = total = 0
             worst = (0.0, "", "")
-            for sentence in SENTENCES:
+            for sentence in sentences:
                 audio = tts.synthesize(tts.encode(g2p(sentence)), voice)
                 segs, _ = stt.transcribe(
                     resample(audio, tts.sample_rate, STT_RATE), language="en", beam_size=1
