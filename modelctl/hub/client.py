@@ -188,8 +188,8 @@ class HfHubClient:
         """The next page's URL: on the endpoint's own origin, or the token would go along."""
         if link is None:
             return None
-        home = parse_url(self.endpoint).origin
         try:
+            home = parse_url(self.endpoint, what="the endpoint").origin
             there = parse_url(link, what="the next page's link").origin
         except BadUrl as exc:
             raise HubResponseError(
