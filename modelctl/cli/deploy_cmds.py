@@ -8,8 +8,15 @@ from pathlib import Path
 import click
 
 from modelctl.cli.format import human_bytes, table
-from modelctl.cli.main import EPILOG, cli, project_options, settings_for, target_option
-from modelctl.cli.options import asset_option, emit_json, info, json_option
+from modelctl.cli.main import EPILOG, cli, settings_for
+from modelctl.cli.options import (
+    asset_option,
+    emit_json,
+    info,
+    json_option,
+    project_options,
+    target_option,
+)
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.lock import lockfile
 from modelctl.lock.types import Lock

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from modelctl.cli.main import EPILOG, cli, project_options
+from modelctl.cli.main import EPILOG, cli
+from modelctl.cli.options import project_options
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.lock import lockfile
 from modelctl.lock.types import Lock

@@ -1,19 +1,27 @@
-"""Commands: lock, plan (sync and verify build on the same options)."""
+"""The ``modelctl`` group and its lock and plan commands; the exit-code epilog; the
+registry client and settings the commands share (their options: :mod:`modelctl.cli.options`)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from modelctl import locking, project
 from modelctl._version import __version__
 from modelctl.cli.format import plan_table, tell_wait
-from modelctl.cli.options import asset_option, detail, emit_json, info, json_option, note
+from modelctl.cli.options import (
+    asset_option,
+    detail,
+    emit_json,
+    info,
+    json_option,
+    note,
+    project_options,
+)
 from modelctl.errors import EXIT_CODES, EXIT_INTERRUPTED, ModelctlError, StaleLockError, redact
 from modelctl.lock.plan import make_plan
 from modelctl.lock.types import Manifest
@@ -22,8 +30,6 @@ from modelctl.settings import Settings, from_env, token_values
 if TYPE_CHECKING:
     from modelctl.oci.reference import Reference
     from modelctl.oci.registry import Registry
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # "\b" keeps click from re-wrapping the table into one paragraph.
 EPILOG = (
@@ -39,62 +45,6 @@ EPILOG = (
     "  MODELCTL_RETRY_BUDGET    seconds retries may wait in all without progress (600)\n"
     "  SSL_CERT_FILE, HTTPS_PROXY, HTTP_PROXY, NO_PROXY  TLS trust and proxies"
 )
-
-
-def project_options(func: F) -> F:
-    """--manifest / --lockfile, shared by every command that reads a project."""
-    func = click.option(
-        "--lockfile",
-        "lockfile_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Lockfile path. Default: the manifest's path with .lock (modelctl.lock).",
-    )(func)
-    func = click.option(
-        "--manifest",
-        "-m",
-        "manifest_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Manifest path. Default: $MODELCTL_MANIFEST, else modelctl.yaml here or above.",
-    )(func)
-    return func
-
-
-def target_option(text: str) -> Callable[[F], F]:
-    """--target DIR (or $MODELCTL_TARGET): a `sync --target` tree instead of the HF cache."""
-    return click.option(
-        "--target",
-        type=click.Path(path_type=Path, file_okay=False),
-        envvar="MODELCTL_TARGET",
-        help=f"{text} [env: MODELCTL_TARGET]",
-    )
-
-
-def registry_options(func: F) -> F:
-    """--insecure / --ca-cert / --token-host, shared by push and sync --from."""
-    func = click.option(
-        "--token-host",
-        "token_hosts",
-        multiple=True,
-        metavar="HOST",
-        help="Trust HOST with the registry's credentials when the registry's token service "
-        "is there (a Bearer realm on another origin); used over HTTPS only (repeatable) "
-        "[env: MODELCTL_REGISTRY_TOKEN_HOSTS]. Without it, credentials go only to the "
-        "registry's own origin.",
-    )(func)
-    func = click.option(
-        "--ca-cert",
-        type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        envvar="MODELCTL_REGISTRY_CA_CERT",
-        help="Also trust the CA certificates in this PEM file for the registry "
-        "[env: MODELCTL_REGISTRY_CA_CERT]",
-    )(func)
-    func = click.option(
-        "--insecure",
-        is_flag=True,
-        help="Allow plain HTTP, or HTTPS with an unverified certificate, for a registry that "
-        "is not on loopback (test registries only).",
-    )(func)
-    return func
 
 
 def open_registry(

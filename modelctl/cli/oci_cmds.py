@@ -7,16 +7,14 @@ from pathlib import Path
 import click
 
 from modelctl.cli.format import human_bytes
-from modelctl.cli.main import (
-    EPILOG,
-    cli,
-    open_registry,
+from modelctl.cli.main import EPILOG, cli, open_registry, settings_for
+from modelctl.cli.options import (
+    asset_option,
+    info,
     project_options,
     registry_options,
-    settings_for,
     target_option,
 )
-from modelctl.cli.options import asset_option, info
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.lock import lockfile
 from modelctl.oci import reference

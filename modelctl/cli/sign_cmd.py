@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from modelctl.cli.main import EPILOG, cli, project_options, settings_for
-from modelctl.cli.options import info
+from modelctl.cli.main import EPILOG, cli, settings_for
+from modelctl.cli.options import info, project_options
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.errors import InputError, IntegrityError
 from modelctl.lock import lockfile

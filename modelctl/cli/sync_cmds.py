@@ -12,15 +12,7 @@ import click
 
 from modelctl import locking
 from modelctl.cli.format import human_bytes, tell_wait
-from modelctl.cli.main import (
-    EPILOG,
-    cli,
-    open_registry,
-    project_options,
-    registry_options,
-    settings_for,
-    target_option,
-)
+from modelctl.cli.main import EPILOG, cli, open_registry, settings_for
 from modelctl.cli.options import (
     QUIET,
     asset_option,
@@ -28,6 +20,9 @@ from modelctl.cli.options import (
     info,
     json_option,
     note,
+    project_options,
+    registry_options,
+    target_option,
     verbosity,
 )
 from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
