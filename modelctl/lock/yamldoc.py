@@ -138,21 +138,25 @@ def load_yaml(text: str, source: str, error: type[InputError]) -> YamlDoc:
     return YamlDoc(data=data, root=root, source=source)
 
 
-MAX_NODES = 100_000
+MAX_NODES = 100_000  # values aliases may expand to, beyond the values written out
 
 
 def _check_expanded_size(root: yaml.Node | None, source: str, error: type[InputError]) -> None:
-    """Refuse documents whose aliases expand to more than MAX_NODES nodes.
+    """Refuse documents whose aliases expand to more than MAX_NODES nodes beyond the
+    nodes written out.
 
     Aliases share nodes, so a few lines can stand for billions of values ("billion
-    laughs"); schema validation would walk every one of them.
+    laughs"); schema validation would walk every one of them. A large document written
+    out (the lock of a repo of 10,000 files holds about 100,000 values) is no bomb: its
+    size counts toward the limit.
     """
+    limit = MAX_NODES + _distinct_nodes(root)
     count = 0
     stack = [root] if root is not None else []
     while stack:
         node = stack.pop()
         count += 1
-        if count > MAX_NODES:
+        if count > limit:
             raise error(
                 f"the document is too large (more than {MAX_NODES} values after expanding "
                 "YAML aliases)",
@@ -165,6 +169,24 @@ def _check_expanded_size(root: yaml.Node | None, source: str, error: type[InputE
                 stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+
+
+def _distinct_nodes(root: yaml.Node | None) -> int:
+    """How many nodes the document holds, each alias's target counted once."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return len(seen)
 
 
 def read_text(path: Path, error: type[InputError], what: str) -> str:

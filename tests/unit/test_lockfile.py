@@ -136,3 +136,19 @@ def test_invalid_locks_are_refused_with_location(text: str, fragment: str) -> No
         lockfile.parse(text, "modelctl.lock")
     assert fragment in info.value.render()
     assert info.value.where is not None and info.value.where.startswith("modelctl.lock")
+
+
+def test_a_large_document_written_out_is_no_alias_bomb() -> None:
+    """The lock of 10,000 files holds over 100,000 values: written out, they are read;
+    aliases that expand past the limit are still refused."""
+    from modelctl.lock.yamldoc import MAX_NODES, load_yaml
+
+    rows = "".join(f"- {{path: f{i}.txt, size: {i}, role: file}}\n" for i in range(MAX_NODES // 6))
+    doc = load_yaml(rows, "big.yaml", LockfileError)
+    assert len(doc.data) == MAX_NODES // 6  # more than MAX_NODES values in all
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join(["*" + chr(97 + i)] * 9) + "]\n"
+        for i in range(8)
+    )
+    with pytest.raises(LockfileError, match="too large"):
+        load_yaml(bomb + "rows:\n" + rows, "bomb.yaml", LockfileError)
