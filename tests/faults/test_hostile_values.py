@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from modelctl.testing.hub import LocalHub
 from modelctl.transfer.segments import SegmentPolicy, state_path
 from tests.oci.conftest import requires_registry
 from tests.support.fault_report import REPORT
-from tests.support.helpers import FAST, MiB, audit, lib_sync, make_project
+from tests.support.helpers import FAST, MiB, Project, audit, lib_sync, make_project
 from tests.support.helpers import cli_in_process as run_cli
 from tests.support.helpers import seeded_bytes as blob
 from tests.support.servers import registry as reg
@@ -44,12 +45,12 @@ SPLIT = SegmentPolicy(connections=4, min_piece=128 * 1024, max_piece=256 * 1024)
 BAD_PORT = "http://127.0.0.1:99999/x"
 
 
-def _segmented(hf_home: Path) -> HubSource:
+def _segmented() -> HubSource:
     return HubSource(from_env(os.environ), policy=FAST, segments=SPLIT)
 
 
 @pytest.fixture
-def big(tmp_path: Path, hub_root: Path, hf_env: Path) -> object:
+def big(tmp_path: Path, hub_root: Path, hf_env: Path) -> Project:
     return make_project(
         tmp_path / "proj", hub_root,
         {"org/s": {"w.safetensors": blob(41, SIZE), "config.json": b"{}"}}, MANIFEST,
@@ -62,37 +63,37 @@ def big(tmp_path: Path, hub_root: Path, hf_env: Path) -> object:
      "http://127.0.0.1/\u00fc", "http://127.0.0.1/" + "a" * 9000],
 )  # fmt: skip
 def test_a_hostile_cdn_location_during_a_segmented_download_is_a_clear_error(
-    location: str, big: object, hf_env: Path, local_hub: LocalHub
+    location: str, big: Project, hf_env: Path, local_hub: LocalHub
 ) -> None:
     project = big
     store = HfCacheStore(hf_env)
     local_hub.faults.set(redirect_lfs=True, redirect_location=location)
     with pytest.raises(NetworkError) as info:
-        sync(project.lock(), store, _segmented(hf_env))  # type: ignore[attr-defined]
+        sync(project.lock(), store, _segmented())
     assert info.value.exit_code == EXIT_NETWORK
     assert "not a usable URL" in info.value.render()
     REPORT.add("hostile")
-    ref = project.ref("w.safetensors")  # type: ignore[attr-defined]
+    ref = project.ref("w.safetensors")
     assert not store.final_path(ref).exists()
-    audit(project.lock(), store)  # type: ignore[attr-defined]
+    audit(project.lock(), store)
 
 
 def test_a_fifo_at_the_range_sidecar_neither_hangs_nor_counts(
-    big: object, hf_env: Path, local_hub: LocalHub
+    big: Project, hf_env: Path, local_hub: LocalHub
 ) -> None:
     project = big
     store = HfCacheStore(hf_env)
-    ref = project.ref("w.safetensors")  # type: ignore[attr-defined]
+    ref = project.ref("w.safetensors")
     partial = store.partial_path(ref)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    partial.write_bytes(project.data(ref)[: SIZE // 2])  # type: ignore[attr-defined]
+    partial.write_bytes(project.data(ref)[: SIZE // 2])
     sidecar = state_path(partial)
     os.mkfifo(sidecar)
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            sync(project.lock(), store, _segmented(hf_env))  # type: ignore[attr-defined]
+            sync(project.lock(), store, _segmented())
         except BaseException as exc:  # noqa: BLE001  # handed to the test thread
             errors.append(exc)
 
@@ -107,12 +108,12 @@ def test_a_fifo_at_the_range_sidecar_neither_hangs_nor_counts(
         pytest.fail("sync hung on a FIFO planted at the range sidecar")
     assert errors == []
     REPORT.add("hostile")
-    assert store.final_path(ref).read_bytes() == project.data(ref)  # type: ignore[attr-defined]
-    audit(project.lock(), store)  # type: ignore[attr-defined]
+    assert store.final_path(ref).read_bytes() == project.data(ref)
+    audit(project.lock(), store)
 
 
 def test_a_hostile_next_hop_never_escapes_as_a_traceback_from_the_cli(
-    big: object, hf_env: Path, local_hub: LocalHub, capsys: pytest.CaptureFixture[str]
+    big: Project, hf_env: Path, local_hub: LocalHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same, end to end: exit 3 and a message, not exit 1 and ``Port out of range``."""
     local_hub.faults.set(redirect_lfs=True, redirect_location=BAD_PORT)
@@ -124,15 +125,17 @@ def test_a_hostile_next_hop_never_escapes_as_a_traceback_from_the_cli(
     REPORT.add("hostile")
 
 
-def project_manifest(project: object) -> Path:
-    return project.lock_path.with_suffix(".yaml")  # type: ignore[attr-defined]
+def project_manifest(project: Project) -> Path:
+    return project.lock_path.with_suffix(".yaml")
 
 
 # --------------------------------------------------------------------------- registries
 
 
 @pytest.fixture
-def pushed(tmp_path: Path, hub_root: Path, hf_env: Path) -> tuple[Path, reg.Registry, str]:
+def pushed(
+    tmp_path: Path, hub_root: Path, hf_env: Path
+) -> Iterator[tuple[Path, reg.Registry, str]]:
     if reg.available():
         pytest.skip(f"needs {reg.available()}")
     manifest = tmp_path / "oci" / "modelctl.yaml"
@@ -146,7 +149,7 @@ def pushed(tmp_path: Path, hub_root: Path, hf_env: Path) -> tuple[Path, reg.Regi
     r = reg.Registry(tmp_path / "registry").start()
     dest = f"oci://{r.address}/team/m:v1"
     assert main(["push", dest, "-m", str(manifest)]) == 0
-    yield manifest, r, dest  # type: ignore[misc]
+    yield manifest, r, dest
     r.stop()
 
 
@@ -200,8 +203,8 @@ def test_a_hostile_registry_token_is_refused_where_it_enters(
 
 
 def test_lib_sync_still_clean_after_the_hostile_cases(
-    big: object, hf_env: Path, local_hub: LocalHub
+    big: Project, hf_env: Path, local_hub: LocalHub
 ) -> None:
     """A control: the same project syncs when the server behaves."""
-    lib_sync(big, HfCacheStore(hf_env))  # type: ignore[arg-type]
-    audit(big.lock(), HfCacheStore(hf_env))  # type: ignore[attr-defined]
+    lib_sync(big, HfCacheStore(hf_env))
+    audit(big.lock(), HfCacheStore(hf_env))
