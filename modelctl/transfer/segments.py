@@ -341,9 +341,10 @@ class ConnectionBudget:
             return self.total - self._free
 
     def wanted(self) -> bool:
-        """A file waits for its first connection."""
+        """A file waits for its first connection, none being free (not merely a file
+        taking a free one right now)."""
         with self._cond:
-            return self._waiting > 0
+            return self._waiting > 0 and self._free == 0
 
 
 # --------------------------------------------------------------------------- schedule
@@ -700,6 +701,14 @@ class _Segmented:
                         raise errors[0]
                     if part.offset >= self.size:
                         return
+                    if self._hash_back(part, sched.prefix(), buf):
+                        continue  # the last bytes were written after the prefix was read
+                    # Ranges given back by connections that left (another file wanted
+                    # theirs): the file's own connection takes them on.
+                    piece = sched.steal(sched.chunk(policy, 1))
+                    if piece is not None:
+                        spawn(piece, extra=False)
+                        continue
                     raise NetworkError(
                         "the ranges of a segmented download ended with bytes missing",
                         where=self.where,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from pathlib import Path
 
 from hypothesis import example, given
@@ -222,3 +223,21 @@ def test_the_sidecar_round_trips_and_refuses_another_file(tmp_path: Path) -> Non
     side.write_text("{not json")
     assert load_state(side, 1000, digest) is None
     assert load_state(tmp_path / "missing", 1000, digest) is None
+
+
+def test_a_file_is_wanting_only_while_it_is_blocked() -> None:
+    """Extra connections are given back only to a file that waits for its first one,
+    never merely because a file takes a free one (that handed back ranges no one took)."""
+    budget = ConnectionBudget(2)
+    budget.acquire(threading.Event())
+    assert not budget.wanted()  # one is free: nobody waits
+    assert budget.try_acquire()
+    waiter = threading.Thread(target=budget.acquire, args=(threading.Event(),))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not budget.wanted() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert budget.wanted()  # blocked: every connection is taken
+    budget.release()
+    waiter.join(10)
+    assert not waiter.is_alive() and not budget.wanted() and budget.in_use() == 2
