@@ -1,14 +1,9 @@
-"""The ``modelctl`` command line. The only place that prints or exits."""
+"""The ``modelctl`` command line. The only place that prints or exits.
 
-from modelctl.cli import (  # noqa: F401
-    deploy_cmds,
-    dockerfile_cmd,
-    edit_cmds,
-    oci_cmds,
-    report_cmds,
-    sign_cmd,
-    sync_cmds,
-)
+Each command's module is imported when that command runs (see
+:class:`modelctl.cli.main.LazyGroup`), so a warm ``modelctl sync`` loads only what it uses.
+"""
+
 from modelctl.cli.main import cli, main
 
 __all__ = ["cli", "main"]

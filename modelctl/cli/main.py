@@ -3,8 +3,10 @@ registry client and settings the commands share (their options: :mod:`modelctl.c
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +80,61 @@ def settings_for(manifest_endpoint: str | None, offline: bool = False) -> Settin
     return from_env(os.environ, manifest_endpoint=manifest_endpoint, offline=offline)
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+# Which module defines each command not defined here: `modelctl sync` imports the sync
+# module only, not every command's dependencies (start-up time, issue 19). Anything that
+# reads the whole table (--help, completion, a misspelt command) imports them all.
+LAZY_COMMANDS = {
+    "sync": "sync_cmds",
+    "verify": "sync_cmds",
+    "sign": "sign_cmd",
+    "push": "oci_cmds",
+    "outdated": "report_cmds",
+    "export": "report_cmds",
+    "completion": "report_cmds",
+    "add": "edit_cmds",
+    "remove": "edit_cmds",
+    "dockerfile": "dockerfile_cmd",
+    "bundle": "deploy_cmds",
+    "status": "deploy_cmds",
+    "gc": "deploy_cmds",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are registered by importing their module on first use.
+
+    ``commands`` (what --help, completion and click's suggestions read) is always the
+    whole table; only :meth:`get_command`, which runs one command, imports one module."""
+
+    _table: MutableMapping[str, click.Command]
+    _loaded = False
+
+    @property
+    def commands(self) -> MutableMapping[str, click.Command]:
+        if not self._loaded:
+            self._loaded = True
+            for module in sorted(set(LAZY_COMMANDS.values())):
+                importlib.import_module(f"modelctl.cli.{module}")
+        return self._table
+
+    @commands.setter
+    def commands(self, value: MutableMapping[str, click.Command]) -> None:
+        self._table = value
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if name is None:
+            raise TypeError("Command has no name.")
+        click.core._check_nested_chain(self, name, cmd, register=True)
+        self._table[name] = cmd
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self._table and cmd_name in LAZY_COMMANDS:
+            importlib.import_module(f"modelctl.cli.{LAZY_COMMANDS[cmd_name]}")
+        return self._table.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelctl")
 @click.option(
     "--quiet", "-q", is_flag=True, help="No notes, progress or summaries; results and errors only."
