@@ -26,7 +26,6 @@ from typing import Final
 from modelctl.errors import InputError, StaleLockError
 from modelctl.fs.paths import find_upwards
 from modelctl.lock import lockfile
-from modelctl.lock.manifest import load_manifest
 from modelctl.lock.types import Lock, Manifest
 from modelctl.settings import Settings
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
@@ -109,6 +108,10 @@ def find_project(
 
 
 def read_manifest(project: Project) -> Manifest:
+    # Imported here: the manifest reader needs PyYAML, which `sync --frozen` and the
+    # runtime do not (start-up time).
+    from modelctl.lock.manifest import load_manifest
+
     return load_manifest(project.manifest_path)
 
 

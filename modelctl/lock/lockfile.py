@@ -8,18 +8,19 @@ bytes, and ``parse(render(lock)) == lock``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
-
-import yaml
 
 from modelctl.errors import LockfileError, StorageError
 from modelctl.fs.atomic import atomic_write
 from modelctl.fs.paths import check_relpath
 from modelctl.fs.safeio import METADATA_MAX, same_text
 from modelctl.lock.digest import Digest
+from modelctl.lock.plainyaml import load_plain
 from modelctl.lock.schema import is_valid_lock
+from modelctl.lock.textio import read_text
 from modelctl.lock.types import (
     Lock,
     LockedAsset,
@@ -29,7 +30,6 @@ from modelctl.lock.types import (
     Manifest,
     RepoType,
 )
-from modelctl.lock.yamldoc import load_yaml, read_text, validate
 
 LOCK_NAME: Final = "modelctl.lock"
 LOCK_VERSION: Final = 1
@@ -74,6 +74,8 @@ def normalize(lock: Lock) -> Lock:
 
 
 def render(lock: Lock) -> str:
+    import yaml  # here, not at import: reading a lock usually needs no PyYAML
+
     lock = normalize(lock)
     data: dict[str, Any] = {
         "version": lock.version,
@@ -126,6 +128,16 @@ def _file_data(f: LockedFile) -> dict[str, Any]:
 
 
 def parse(text: str, source: str = "modelctl.lock") -> Lock:
+    # A lock exactly as `modelctl lock` writes it is read without PyYAML (start-up time):
+    # load_plain returns data only when it is certain PyYAML would read the same.
+    plain = load_plain(text[len(HEADER) :]) if text.startswith(HEADER) else None
+    if plain is not None and is_valid_lock(plain):
+        try:
+            return _build(plain, source, lambda _path: source)
+        except LockfileError:
+            pass  # not lost: read again below, the same check fails naming the line
+    from modelctl.lock.yamldoc import load_yaml, validate  # PyYAML: only when needed
+
     doc = load_yaml(text, source, LockfileError)
     if doc.data is None:
         raise LockfileError("the lockfile is empty", where=source, hint="run `modelctl lock`")
@@ -135,14 +147,18 @@ def parse(text: str, source: str = "modelctl.lock") -> Lock:
         raise LockfileError(
             "the lockfile does not follow its schema", where=source, hint="run `modelctl lock`"
         )
-    data = cast(dict[str, Any], doc.data)
+    return _build(cast(dict[str, Any], doc.data), source, doc.locate)
+
+
+def _build(data: dict[str, Any], source: str, locate: Callable[[list[str | int]], str]) -> Lock:
+    """The Lock of schema-valid ``data``; ``locate`` names where a value is, for errors."""
     assets = []
     for name, a in data["assets"].items():
         sources = []
         for i, s in enumerate(a["sources"]):
             files = []
             for j, f in enumerate(s["files"]):
-                where = doc.locate(["assets", name, "sources", i, "files", j, "path"])
+                where = locate(["assets", name, "sources", i, "files", j, "path"])
                 check_relpath(f["path"], where=where, error=LockfileError)
                 digest = Digest.parse(f["digest"])
                 sha256 = Digest.parse(f["sha256"]) if "sha256" in f else None

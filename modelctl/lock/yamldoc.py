@@ -10,13 +10,12 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from modelctl.errors import InputError
-from modelctl.fs.safeio import read_text_bounded
+from modelctl.lock.textio import read_text as read_text  # defined there; kept importable here
 
 if TYPE_CHECKING:
     import jsonschema
@@ -187,19 +186,6 @@ def _distinct_nodes(root: yaml.Node | None) -> int:
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
     return len(seen)
-
-
-def read_text(path: Path, error: type[InputError], what: str) -> str:
-    try:
-        return read_text_bounded(path)
-    except FileNotFoundError as exc:
-        raise error(
-            f"{what} not found", where=str(path), hint=f"create {path.name} or pass its path"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise error(f"{what} is not UTF-8 text", where=str(path)) from exc
-    except OSError as exc:
-        raise error(f"cannot read {what}: {exc.strerror}", where=str(path)) from exc
 
 
 @cache

@@ -1,5 +1,6 @@
 """A command imports only what it runs: a warm `sync --frozen` (online or offline) and the runtime
-never load an HTTP client, huggingface_hub or jsonschema (measured in benchmarks/)."""
+never load an HTTP client, huggingface_hub or jsonschema, nor PyYAML for a lock as `modelctl
+lock` writes it, nor another command's module (measured in benchmarks/)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ assets:
 NETWORK = {"huggingface_hub", "httpx2", "httpx", "http.client", "urllib.request", "ssl"}
 HEAVY = {
     "jsonschema",
+    "yaml",
+    "modelctl.lock.yamldoc",
+    "modelctl.cli.deploy_cmds",
+    "modelctl.cli.report_cmds",
+    "modelctl.cli.edit_cmds",
+    "modelctl.cli.oci_cmds",
+    "modelctl.cli.sign_cmd",
     "modelctl.hub.client",
     "modelctl.transfer.fetch",
     "modelctl.transfer.http",
