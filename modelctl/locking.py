@@ -30,7 +30,6 @@ from modelctl.project import (
 )
 from modelctl.settings import Settings
 from modelctl.store.presence import present_refs
-from modelctl.transfer.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from modelctl.hub.client import HubClient
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
 def make_client(settings: Settings, on_wait: Callable[[str], None] | None = None) -> HubClient:
     """The Hub client for lock; ``on_wait`` is told each wait before a retry."""
     from modelctl.hub.client import HfHubClient
+    from modelctl.transfer.retry import RetryPolicy  # here: sync --frozen needs no retries
 
     return HfHubClient(
         settings.endpoint,

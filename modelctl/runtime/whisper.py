@@ -15,7 +15,6 @@ tool's download, say) is never read, and nothing is ever downloaded.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -55,6 +54,8 @@ def load_whisper_files(paths: WhisperPaths, **kwargs: Any) -> Any:
     ``kwargs`` go to WhisperModel (``device``, ``compute_type``, ``cpu_threads``, ...);
     ``local_files_only`` is always True.
     """
+    import tempfile  # here, not at import: `import modelctl.runtime` stays cheap
+
     from faster_whisper import WhisperModel
 
     kwargs["local_files_only"] = True
