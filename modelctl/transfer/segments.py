@@ -12,8 +12,10 @@ fetched as byte ranges over several connections at once, like ``aria2c -x``. The
 - **Split only where it pays.** A file starts on one connection asking for all of it.
   Every ``probe_s`` the sync's CPU use is measured: while the CPU could carry more than
   the current rate (:func:`connections_wanted`: cores / cores busy), the file opens as
-  many more connections as that spare CPU carries; if a step did not raise the file's
-  rate by half of what it promised (:func:`growth_paid`), the file stops growing. On an
+  many more connections as that spare CPU carries (behind a per-connection cap: all of
+  ``connections`` at the first step); if a step did not raise the file's rate by half of
+  what it promised (:func:`growth_paid`), the file stops growing, and if it did, the next
+  step is decided at once from the window that measured it. On an
   uncapped link the first connection already keeps the CPU busy: the file stays one
   stream, hashed as it arrives.
 - **Ranges.** A new connection takes the next ``chunk`` bytes no one holds; when none
@@ -254,8 +256,12 @@ def connections_wanted(current: int, headroom: float, policy: SegmentPolicy) -> 
     never fewer than now, at most ``policy.connections`` (pure)."""
     if not policy.adaptive:
         return max(current, policy.connections)
-    grown = int(current * min(headroom, policy.connections) * GROWTH_MARGIN)
-    return max(current, min(policy.connections, grown))
+    # The margin applies to what the CPU carries, before the cap: a capped link (the CPU
+    # could carry ten times the first connection's rate) opens all of -x at the first step.
+    grown = min(
+        policy.connections, int(current * min(headroom, policy.connections * 2) * GROWTH_MARGIN)
+    )
+    return max(current, grown)
 
 
 def growth_paid(before: int, after: int, rate_before: float, rate_after: float) -> bool:
@@ -560,10 +566,12 @@ class _Growth:
                 return 0
             rate_after = (received - r1) / (now - t1)
             self._step, self._after = None, None
-            self._mark = (now, received)
             if not growth_paid(before, after, rate_before, rate_after):
                 self.frozen = True
                 return 0
+            # Paid: the window just measured is the rate at `after` connections, so the
+            # next step is decided now, not one window later.
+            self._mark = (t1, r1)
         t0, r0 = self._mark
         if policy.adaptive and now - t0 < self.window:
             return 0

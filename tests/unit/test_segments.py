@@ -15,10 +15,13 @@ from hypothesis import strategies as st
 from modelctl.transfer.segments import (
     GROWTH_MARGIN,
     ConnectionBudget,
+    Governor,
     Piece,
     Ranges,
     Schedule,
+    Segmenter,
     SegmentPolicy,
+    _Growth,
     connections_wanted,
     growth_paid,
     load_state,
@@ -193,6 +196,55 @@ def test_a_file_never_wants_more_than_its_connections_nor_more_than_the_cpu_carr
     if adaptive and headroom * GROWTH_MARGIN < 1 + 1 / current:
         # A busy CPU (one core of two busy, and more) never grows a file.
         assert want == current
+
+
+@given(st.integers(1, 64), st.integers(1, 64), st.floats(0.01, 1000.0))
+def test_a_cpu_that_carries_all_of_x_opens_them_in_one_step(
+    current: int, per_file: int, headroom: float
+) -> None:
+    # A capped link: the first connection's rate is a small part of what the CPU hashes,
+    # so the file opens every connection -x allows at once, as aria2c does (issue 19).
+    policy = SegmentPolicy(connections=per_file)
+    want = connections_wanted(current, headroom, policy)
+    if current * headroom * GROWTH_MARGIN >= per_file:
+        assert want == max(current, per_file)
+    else:
+        assert want == max(current, int(current * headroom * GROWTH_MARGIN))
+
+
+class _FixedHeadroom(Governor):
+    def __init__(self, headroom: float) -> None:
+        super().__init__(0.1, cores=2)
+        self.fixed = headroom
+
+    def headroom(self) -> float | None:
+        return self.fixed
+
+
+def test_a_step_that_paid_is_followed_by_the_next_at_once() -> None:
+    policy = SegmentPolicy(connections=8, probe_s=0.1)
+    segmenter = Segmenter(policy, ConnectionBudget(64), _FixedHeadroom(4.0))
+    growth = _Growth(segmenter)
+    t0, per = growth._mark[0], 4_000_000  # bytes per connection per window (40 MB/s)
+    assert growth.more(t0 + 0.05, per // 2, 1) == 0  # the first window is not over
+    assert growth.more(t0 + 0.1, per, 1) == 2  # 1 * 4.0 * 0.8 -> 3 connections
+    assert growth.more(t0 + 0.21, 4 * per, 3) == 0  # the new ones start
+    # The step tripled the rate: paid, and the window just measured is the new rate, so
+    # the next step (3 * 4.0 * 0.8 -> 8) comes now, not one window later.
+    assert growth.more(t0 + 0.32, 7 * per, 3) == 5
+    assert not growth.frozen
+
+
+def test_a_step_that_did_not_pay_stops_growth() -> None:
+    policy = SegmentPolicy(connections=8, probe_s=0.1)
+    segmenter = Segmenter(policy, ConnectionBudget(64), _FixedHeadroom(4.0))
+    growth = _Growth(segmenter)
+    t0, per = growth._mark[0], 4_000_000
+    assert growth.more(t0 + 0.1, per, 1) == 2
+    assert growth.more(t0 + 0.21, 2 * per, 3) == 0
+    assert growth.more(t0 + 0.32, 3 * per, 3) == 0  # still 40 MB/s on 3: the link is full
+    assert growth.frozen
+    assert growth.more(t0 + 1.0, 10 * per, 3) == 0
 
 
 @given(st.integers(1, 16), st.integers(1, 16), st.floats(1.0, 1e9), st.floats(0.0, 1e9))
