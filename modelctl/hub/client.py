@@ -56,7 +56,7 @@ from modelctl.transfer.retry import (
     ServerWait,
     server_wait,
 )
-from modelctl.transfer.urls import BadUrl, parse_url
+from modelctl.transfer.urls import BadUrl, Url, parse_url
 
 # What huggingface_hub and its HTTP client raise for Hub and network failures.
 HUB_ERRORS: tuple[type[BaseException], ...] = (
@@ -360,14 +360,7 @@ class HfHubClient:
             resp = session.head(url, headers=headers, timeout=self._timeout, follow_redirects=False)
             location = resp.headers.get("Location")
             if resp.is_redirect and location:
-                try:
-                    target = parse_url(location, url, what="a redirect Location")
-                except BadUrl as exc:
-                    raise HubResponseError(
-                        f"the Hub answered a file's metadata request with {exc}",
-                        where=here,
-                        hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
-                    ) from None
+                target = self._redirect_target(location, url, here, "a file's metadata request")
                 if target.origin == parse_url(url).origin:
                     url = target.text
                     continue
@@ -378,11 +371,7 @@ class HfHubClient:
             return _HeadMeta(
                 _int_or_none(size), resp.headers.get("X-Linked-Etag") or resp.headers.get("ETag")
             )
-        raise HubResponseError(
-            f"more than {_MAX_REDIRECTS} redirects for a file's metadata",
-            where=here,
-            hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
-        )
+        raise self._too_many_redirects("a file's metadata", here)
 
     def fetch_checked(
         self, repo_id: str, repo_type: RepoType, commit: str, locked: LockedFile, keep: int
@@ -421,14 +410,7 @@ class HfHubClient:
             ) as resp:
                 location = resp.headers.get("Location")
                 if resp.is_redirect and location:
-                    try:
-                        target = parse_url(location, url, what="a redirect Location")
-                    except BadUrl as exc:
-                        raise HubResponseError(
-                            f"the Hub answered a file request with {exc}",
-                            where=here,
-                            hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
-                        ) from None
+                    target = self._redirect_target(location, url, here, "a file request")
                     if target.origin != parse_url(url).origin:
                         headers.pop("authorization", None)  # no token to another origin
                     url = target.text
@@ -457,8 +439,22 @@ class HfHubClient:
                         hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
                     )
                 return _hash_body(resp.iter_bytes(), here, locked, keep)
-        raise HubResponseError(
-            f"more than {_MAX_REDIRECTS} redirects for a file",
+        raise self._too_many_redirects("a file", here)
+
+    def _redirect_target(self, location: str, url: str, here: str, request: str) -> Url:
+        """The checked target of a redirect the Hub answered ``request`` with."""
+        try:
+            return parse_url(location, url, what="a redirect Location")
+        except BadUrl as exc:
+            raise HubResponseError(
+                f"the Hub answered {request} with {exc}",
+                where=here,
+                hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+            ) from None
+
+    def _too_many_redirects(self, what: str, here: str) -> HubResponseError:
+        return HubResponseError(
+            f"more than {_MAX_REDIRECTS} redirects for {what}",
             where=here,
             hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
         )
