@@ -130,6 +130,8 @@ class HfHubClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        # The hint of every refusal of an answer no Hub or mirror would give.
+        self._not_a_hub_hint = f"check that {self.endpoint} is a Hugging Face Hub or mirror"
         self._token = token
         self._offline = offline
         self._timeout = timeout
@@ -176,7 +178,7 @@ class HfHubClient:
                     where=here,
                     expected=f"at most {MAX_TREE_PAGES} pages, none twice",
                     actual=f"page {len(seen) + 1}: {shown(url)}",
-                    hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                    hint=self._not_a_hub_hint,
                 )
             seen.add(url)
             body, next_url = self._get(url, params, here, repo_id, repo_type, tree=first)
@@ -195,7 +197,7 @@ class HfHubClient:
             raise HubResponseError(
                 f"the Hub's tree listing links to {exc}",
                 where=here,
-                hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                hint=self._not_a_hub_hint,
             ) from None
         if there != home:
             raise HubResponseError(
@@ -270,7 +272,7 @@ class HfHubClient:
                         where=here,
                         expected=f"at most {MAX_INFO_BYTES} bytes",
                         actual=f"more than {MAX_INFO_BYTES} bytes",
-                        hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                        hint=self._not_a_hub_hint,
                     )
                 chunks.append(chunk)
             body = b"".join(chunks)
@@ -290,7 +292,7 @@ class HfHubClient:
                     where=here,
                     expected="HTTP 200 with the repo's metadata",
                     actual=f"HTTP {status}",
-                    hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                    hint=self._not_a_hub_hint,
                 )
             next_url = resp.links.get("next", {}).get("url")
         return body, next_url
@@ -343,7 +345,7 @@ class HfHubClient:
                 where=here,
                 expected=f"a size from 0 to {MAX_FILE_SIZE} (X-Linked-Size / Content-Length)",
                 actual=shown(meta.size),
-                hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                hint=self._not_a_hub_hint,
             )
         digest = Digest.from_etag(meta.etag) if meta.etag else None
         return RemoteFile(path, meta.size, digest)
@@ -436,7 +438,7 @@ class HfHubClient:
                         where=here,
                         expected="HTTP 200 with the file",
                         actual=f"HTTP {resp.status_code}",
-                        hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                        hint=self._not_a_hub_hint,
                     )
                 return _hash_body(resp.iter_bytes(), here, locked, keep)
         raise self._too_many_redirects("a file", here)
@@ -449,14 +451,14 @@ class HfHubClient:
             raise HubResponseError(
                 f"the Hub answered {request} with {exc}",
                 where=here,
-                hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+                hint=self._not_a_hub_hint,
             ) from None
 
     def _too_many_redirects(self, what: str, here: str) -> HubResponseError:
         return HubResponseError(
             f"more than {_MAX_REDIRECTS} redirects for {what}",
             where=here,
-            hint=f"check that {self.endpoint} is a Hugging Face Hub or mirror",
+            hint=self._not_a_hub_hint,
         )
 
     def _refuse_offline(self, repo_id: str, repo_type: str, revision: str) -> None:
