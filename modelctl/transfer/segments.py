@@ -27,15 +27,19 @@ fetched as byte ranges over several connections at once, like ``aria2c -x``. The
   Ranges stay close to the hashed prefix, so hashing keeps pace with the bytes. A range
   that fails is retried alone, from where it stopped, with the retry policy of
   :mod:`modelctl.transfer.retry`; the other connections go on.
-- **Verification.** sha256 / git-sha1 are sequential. The connection whose bytes come
-  right after the hashed prefix hashes them in memory before writing them
-  (:meth:`~modelctl.store.partial.PartialFile.hash_next`); the others write at their
-  offsets (:meth:`~modelctl.store.partial.PartialFile.write_at`), and those bytes are read
-  back and hashed once the prefix reaches them
-  (:meth:`~modelctl.store.partial.PartialFile.hash_written`). Nothing is renamed to its
-  final path before every byte matched the locked digest and size.
-- **Memory.** One :data:`BUFFER` per connection plus one for hashing: with 8
-  connections, 9 MiB whatever the file size.
+- **Verification.** sha256 / git-sha1 are sequential, and one thread hashes: the file's
+  coordinating thread. Every connection writes what it received at its offset
+  (:meth:`~modelctl.store.partial.PartialFile.write_at`). The connection whose bytes come
+  right after what is hashed (or queued to be) hands its buffer to the coordinating
+  thread, which hashes it in memory (:meth:`~modelctl.store.partial.PartialFile.hash_next`)
+  while the connection receives into its next buffer: on one stream, receiving and
+  writing overlap the hashing, as in ``curl | sha256sum`` but without reading anything
+  twice. Bytes other connections wrote are read back and hashed once the prefix reaches
+  them (:meth:`~modelctl.store.partial.PartialFile.hash_written`). Nothing is renamed to
+  its final path before every byte matched the locked digest and size.
+- **Memory.** One :data:`BUFFER` per connection, up to :data:`HANDOFF_BUFFERS` for the
+  one at the front, plus one for reading back: with 8 connections, at most 12 MiB
+  whatever the file size.
 - **Resume.** The partial file gets its full size at once; which ranges it holds is
   recorded in a sidecar file beside it (``<partial stem>.ranges<partial suffix>``,
   e.g. ``blobs/<sha256>.ranges.incomplete``): JSON ``{"modelctl_ranges": 1, "size": N,
@@ -54,6 +58,7 @@ fetched as byte ranges over several connections at once, like ``aria2c -x``. The
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -90,6 +95,9 @@ from modelctl.transfer.retry import Backoff
 
 MiB: Final = 1024 * 1024
 BUFFER: Final = 1 * MiB  # per connection: bytes are written at their offset in this size
+# Buffers a connection at the front may have waiting to be hashed (it receives into the
+# next meanwhile): enough to ride out the hasher's hiccups, few enough to bound memory.
+HANDOFF_BUFFERS: Final = 4
 SAVE_EVERY_S: Final = 0.5  # the sidecar is rewritten at most this often while bytes arrive
 _WAIT_S: Final = 0.02  # the coordinating thread wakes up at least this often
 _STATE_VERSION: Final = 1
@@ -587,6 +595,48 @@ class _Growth:
         return max(0, want)
 
 
+class _Ring:
+    """One connection's buffers: the one it receives into, and those handed to the
+    coordinating thread to hash (given back once hashed). At most ``count`` exist; they
+    are made as needed, so a connection that never hands one off has just one."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._count = count
+        self._size = size
+        self._made = 1
+        self._free: list[memoryview] = []
+        self._cond = threading.Condition()
+        self._current: memoryview | None = memoryview(bytearray(size))
+
+    def buffer(self, stop: threading.Event) -> memoryview:
+        """The buffer to receive into (waits while all are being hashed). Once ``stop`` is
+        set it does not wait: the connection is about to end."""
+        with self._cond:
+            while self._current is None:
+                if self._free:
+                    self._current = self._free.pop()
+                elif self._made < self._count or stop.is_set():
+                    self._made += 1
+                    self._current = memoryview(bytearray(self._size))
+                else:
+                    self._cond.wait(_WAIT_S)
+            return self._current
+
+    def hand_off(self) -> memoryview:
+        """The buffer received into goes to the hasher; the next :meth:`buffer` is another."""
+        with self._cond:
+            buf = self._current
+            assert buf is not None
+            self._current = None
+            return buf
+
+    def give(self, buf: memoryview) -> None:
+        """A handed-off buffer is hashed: it may be filled again."""
+        with self._cond:
+            self._free.append(buf)
+            self._cond.notify()
+
+
 class _Segmented:
     def __init__(
         self,
@@ -610,8 +660,13 @@ class _Segmented:
         self.digest = str(self.ref.digest)
         self.transferred = 0
         self._count = threading.Lock()
-        # The hashers and PartialFile.offset: one connection (or the read-back) at a time.
+        # Only the coordinating thread hashes. Under this lock: the buffers handed to it
+        # (in file order, from `PartialFile.offset` on) and where they end.
         self._hash_lock = threading.Lock()
+        self._handed: collections.deque[tuple[int, memoryview, _Ring, memoryview]] = (
+            collections.deque()
+        )
+        self._handed_end = 0
         # Once per file, not per piece: a piece request costs only its round trip.
         self.url = ctx.remote.url(self.ref)
         self.headers = ctx.remote.headers()
@@ -674,6 +729,9 @@ class _Segmented:
                 os.ftruncate(part.fd, self.size)
         except OSError as exc:
             raise storage_error("cannot size the partial download", self.partial, exc) from exc
+        with self._hash_lock:
+            self._handed.clear()
+            self._handed_end = part.offset
         stop = threading.Event()
         errors: list[BaseException] = []
         threads: list[threading.Thread] = []
@@ -701,7 +759,7 @@ class _Segmented:
                     raise Cancelled()
                 if errors:
                     raise errors[0]
-                if self._hash_back(part, sched.prefix(), buf):
+                if self._hash_some(part, sched.prefix(), buf):
                     continue
                 alive = any(t.is_alive() for t in threads)
                 if not alive:
@@ -709,7 +767,7 @@ class _Segmented:
                         raise errors[0]
                     if part.offset >= self.size:
                         return
-                    if self._hash_back(part, sched.prefix(), buf):
+                    if self._hash_some(part, sched.prefix(), buf):
                         continue  # the last bytes were written after the prefix was read
                     # Ranges given back by connections that left (another file wanted
                     # theirs): the file's own connection takes them on.
@@ -751,13 +809,27 @@ class _Segmented:
                     # Best effort: failing to record progress costs a re-fetch, not a byte.
                     save_state(self.state, self.size, self.digest, sched.snapshot())
 
-    def _hash_back(self, part: PartialFile, prefix: int, buf: memoryview) -> bool:
-        """Read back and hash some written bytes past the hashed prefix; False if none."""
+    def _hash_some(self, part: PartialFile, prefix: int, buf: memoryview) -> bool:
+        """Hash the next bytes: a buffer a connection handed over, else some written bytes
+        past the hashed prefix, read back through ``buf``; False if there were none."""
         with self._hash_lock:
-            if part.offset >= prefix:
+            if self._handed:
+                at, data, ring, owned = self._handed.popleft()
+            elif part.offset < prefix:
+                # Claimed: a connection finishing a buffer right there now hands it over
+                # only after these, at the new end.
+                at, upto = part.offset, min(prefix, part.offset + BUFFER * 8)
+                self._handed_end = upto
+                data = None
+            else:
                 return False
-            part.hash_written(min(prefix, part.offset + BUFFER * 8), buf)
+        if data is None:
+            part.hash_written(upto, buf)
             return True
+        assert at == part.offset, (at, part.offset)
+        part.hash_next(data)
+        ring.give(owned)
+        return True
 
     def _worker(
         self,
@@ -769,11 +841,11 @@ class _Segmented:
         extra: bool,
         workers: list[int],
     ) -> None:
-        buf = memoryview(bytearray(BUFFER))
+        ring = _Ring(HANDOFF_BUFFERS, BUFFER)
         try:
             while piece is not None and not stop.is_set():
                 try:
-                    self._fetch_piece(piece, sched, part, stop, buf)
+                    self._fetch_piece(piece, sched, part, stop, ring)
                 finally:
                     sched.release(piece)
                 if extra and self.segmenter.budget.wanted():
@@ -798,7 +870,7 @@ class _Segmented:
         sched: Schedule,
         part: PartialFile,
         stop: threading.Event,
-        buf: memoryview,
+        ring: _Ring,
     ) -> None:
         """Get ``piece``, retrying it alone from where it stopped (modelctl.transfer.retry's
         policy: only attempts that bring nothing new count toward giving up)."""
@@ -806,7 +878,7 @@ class _Segmented:
         while piece.pos < piece.end and not stop.is_set():
             before = piece.pos
             try:
-                self._request(piece, sched, part, stop, buf)
+                self._request(piece, sched, part, stop, ring)
                 if piece.pos < piece.end and not stop.is_set():
                     raise _Transient(f"the answer ended at byte {piece.pos} of {piece.end}")
             except _Transient as exc:
@@ -826,7 +898,7 @@ class _Segmented:
         sched: Schedule,
         part: PartialFile,
         stop: threading.Event,
-        buf: memoryview,
+        ring: _Ring,
     ) -> None:
         first, last = piece.pos, piece.end - 1
         headers = {**self.headers, "Range": f"bytes={first}-{last}"}
@@ -839,7 +911,7 @@ class _Segmented:
         try:
             self._accept(resp, first, last)
             sched.ranged.set()
-            self._stream(resp, piece, sched, part, stop, buf)
+            self._stream(resp, piece, sched, part, stop, ring)
             # The whole answer was read only if the range was not cut short meanwhile.
             complete = piece.pos == last + 1
             got = piece.pos - first
@@ -877,13 +949,14 @@ class _Segmented:
         sched: Schedule,
         part: PartialFile,
         stop: threading.Event,
-        buf: memoryview,
+        ring: _Ring,
     ) -> None:
-        """The body into ``buf``, written at its offset each time the buffer is full, up to
-        ``piece.end`` as it is now (another connection may have taken the rest)."""
+        """The body into the ring's buffer, written at its offset each time the buffer is
+        full, up to ``piece.end`` as it is now (another connection may have taken the rest)."""
         filled = 0
         try:
             while not stop.is_set():
+                buf = ring.buffer(stop)
                 # piece.end only shrinks, never below pos + BUFFER (Schedule.steal).
                 want = min(len(buf) - filled, piece.end - piece.pos - filled)
                 if want <= 0:
@@ -896,25 +969,33 @@ class _Segmented:
                     break
                 filled += n
                 if filled == len(buf):
-                    self._flush(piece, sched, part, buf, filled)
+                    self._flush(piece, sched, part, ring, filled, stop)
                     filled = 0
         finally:
             # What was received is kept, also after a dropped connection.
-            self._flush(piece, sched, part, buf, filled)
+            self._flush(piece, sched, part, ring, filled, stop)
 
     def _flush(
-        self, piece: Piece, sched: Schedule, part: PartialFile, buf: memoryview, n: int
+        self,
+        piece: Piece,
+        sched: Schedule,
+        part: PartialFile,
+        ring: _Ring,
+        n: int,
+        stop: threading.Event,
     ) -> None:
         if not n:
             return
-        data = buf[:n]
+        data = ring.buffer(stop)[:n]
         at = piece.pos
-        with self._hash_lock:
-            if part.offset == at:
-                # Right after the hashed prefix: hashed now, never read back.
-                part.hash_next(data)
         part.write_at(data, at)
-        total = sched.wrote(piece, at, n)
+        with self._hash_lock:
+            # Right after what is hashed or queued: hashed from memory, never read back.
+            handed = at == self._handed_end
+            if handed:
+                self._handed.append((at, data, ring, ring.hand_off()))
+                self._handed_end = at + n
+        total = sched.wrote(piece, at, n)  # wakes the coordinating thread
         with self._count:
             self.transferred += n
         self.tracker.advanced(self.pf, total, n)

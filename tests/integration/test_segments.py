@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from modelctl.errors import IntegrityError
 from modelctl.hub.source import HubSource
 from modelctl.settings import from_env
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
+from modelctl.store.partial import PartialFile
 from modelctl.sync import SyncResult, sync
 from modelctl.testing.hub import LocalHub, RequestRecord
 from modelctl.transfer.segments import Ranges, SegmentPolicy, state_path
@@ -226,3 +229,55 @@ def test_a_sidecar_for_other_bytes_counts_for_nothing(
     assert audit(project.lock(), store).checked == 3
     assert Ranges(spans(content_gets(local_hub, ref))).spans == ((0, size),)
     assert result.bytes_transferred == sum(len(d) for d in REPOS["org/seg"].values())
+
+
+# Splits (connections > 1) but never grows: the first window is longer than the download.
+ONE_STREAM = SegmentPolicy(connections=4, min_piece=256 * KiB, probe_s=3600.0)
+
+
+def test_one_stream_is_hashed_from_memory_never_read_back(
+    tmp_path: Path, project: Project, local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection at the front hands each buffer to the file's coordinating thread,
+    # which hashes it while the connection receives into the next: its bytes are written
+    # once and hashed from memory, not read back, and not on the receiving thread.
+    read_back: list[int] = []
+    hashed_in_memory: list[int] = []
+    hashing_threads: set[str] = set()
+    real_written, real_next = PartialFile.hash_written, PartialFile.hash_next
+
+    def hash_written(self: PartialFile, upto: int, buf: memoryview) -> None:
+        read_back.append(upto - self.offset)
+        real_written(self, upto, buf)
+
+    def hash_next(self: PartialFile, data: memoryview | bytes) -> None:
+        hashed_in_memory.append(len(data))
+        hashing_threads.add(threading.current_thread().name)
+        real_next(self, data)
+
+    monkeypatch.setattr(PartialFile, "hash_written", hash_written)
+    monkeypatch.setattr(PartialFile, "hash_next", hash_next)
+    store = HfCacheStore(tmp_path / "hub")
+    clear(local_hub)
+    seg_sync(project, store, ONE_STREAM)
+    assert audit(project.lock(), store).checked == 3
+    big = [project.ref(n).size or 0 for n in ("a.safetensors", "b.safetensors")]
+    for name in ("a.safetensors", "b.safetensors"):
+        assert len(content_gets(local_hub, project.ref(name))) == 1  # one stream each
+    assert read_back == []
+    assert sum(hashed_in_memory) == sum(big)
+    receiving = {n for n in hashing_threads if n.startswith("modelctl-range")}
+    assert hashing_threads and not receiving, hashing_threads
+
+
+def test_a_flipped_byte_in_one_stream_hashed_from_memory_is_refused(
+    tmp_path: Path, project: Project, local_hub: LocalHub
+) -> None:
+    store = HfCacheStore(tmp_path / "hub")
+    ref = project.ref("a.safetensors")
+    local_hub.faults.set(wrong_bytes=True, wrong_byte_offset=2 * MiB + 3, paths={ref.path})
+    clear(local_hub)
+    with pytest.raises(IntegrityError, match="do not match the locked digest"):
+        seg_sync(project, store, ONE_STREAM)
+    assert not store.final_path(ref).exists()
+    assert stray_temp_files(store.root) == []

@@ -22,6 +22,7 @@ from modelctl.transfer.segments import (
     Segmenter,
     SegmentPolicy,
     _Growth,
+    _Ring,
     connections_wanted,
     growth_paid,
     load_state,
@@ -293,3 +294,24 @@ def test_a_file_is_wanting_only_while_it_is_blocked() -> None:
     budget.release()
     waiter.join(10)
     assert not waiter.is_alive() and not budget.wanted() and budget.in_use() == 2
+
+
+def test_a_ring_holds_at_most_its_count_until_stopped() -> None:
+    ring = _Ring(3, 16)
+    stop = threading.Event()
+    handed = []
+    for _ in range(3):
+        ring.buffer(stop)
+        handed.append(ring.hand_off())
+    assert len({id(b) for b in handed}) == 3
+    got: list[memoryview] = []
+    waiter = threading.Thread(target=lambda: got.append(ring.buffer(stop)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not got  # all three are being hashed: it waits
+    ring.give(handed[1])
+    waiter.join(5)
+    assert got and got[0] is handed[1]  # the one given back, not a fourth
+    ring.hand_off()
+    stop.set()  # a stopping connection gets a buffer at once, to flush what it holds
+    assert len(ring.buffer(stop)) == 16
