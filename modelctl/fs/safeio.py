@@ -13,6 +13,8 @@ read X: <reason>" (or treat it as "absent") need no new case.
 
 :func:`fsync_file` / :func:`fsync_dir` are the durability half: a file is flushed before
 it is renamed into place, and its folder after, where a crash must not lose it.
+:func:`start_writeback` only moves part of that work earlier (while a download still
+runs), so that the fsync before the rename finds little left to write.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import errno
 import fcntl
 import os
 import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -119,3 +123,53 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# sync_file_range(2)'s flag: start writing the dirty pages of the range, do not wait.
+_SYNC_FILE_RANGE_WRITE: Final = 2
+# Errors that mean "this system or file cannot do it": then nothing is done early.
+_UNSUPPORTED: Final = frozenset({errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP})
+_sync_file_range: list[Callable[[int, int, int, int], int] | None] = []  # resolved once
+
+
+def start_writeback(fd: int) -> bool:
+    """Start writing ``fd``'s dirty pages to the disk now, without waiting for them (Linux
+    ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``).
+
+    A file written while it downloads then reaches its :func:`fsync_file` with little
+    left to write: for a 256 MiB file written at 320 MB/s, the fsync before the rename
+    took ~0.1 s without this and ~0.01 s with it (benchmarks/bench_fsync.py). It promises
+    nothing: the fsync before the rename is what makes the file durable, and reports any
+    write error again. Returns False where the system cannot do it (not Linux, no such
+    call, a file system that refuses it): then nothing was done. Other errors raise
+    OSError.
+    """
+    if not _sync_file_range:
+        _sync_file_range.append(_load_sync_file_range())
+    call = _sync_file_range[0]
+    if call is None:
+        return False
+    if call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) == 0:
+        return True
+    import ctypes
+
+    err = ctypes.get_errno()
+    if err in _UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err))
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range through ctypes (os has no wrapper), or None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    # Imported here, not at the top: only a download of more than a few MiB needs it.
+    import ctypes
+
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None  # a libc without it (musl before 1.1.x): the fsync does all the work
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
