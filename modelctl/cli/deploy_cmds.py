@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from modelctl.cli.format import human_bytes, table
-from modelctl.cli.main import EPILOG, cli, settings_for
+from modelctl.cli.group import EPILOG, cli, settings_for
 from modelctl.cli.options import (
     asset_option,
     emit_json,

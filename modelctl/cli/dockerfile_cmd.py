@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from modelctl.cli.main import EPILOG, cli
+from modelctl.cli.group import EPILOG, cli
 from modelctl.cli.options import project_options
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.lock import lockfile

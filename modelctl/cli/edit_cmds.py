@@ -9,7 +9,7 @@ import click
 from modelctl import change
 from modelctl.change import KINDS, AssetOptions, Change, asset_spec
 from modelctl.cli.format import tell_wait
-from modelctl.cli.main import EPILOG, cli, load_project, settings_for
+from modelctl.cli.group import EPILOG, cli, load_project, settings_for
 from modelctl.cli.options import emit_json, info, json_option, note, project_options
 from modelctl.errors import ManifestError
 from modelctl.lock.edit import unified_diff

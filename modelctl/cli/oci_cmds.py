@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelctl.cli.format import human_bytes
-from modelctl.cli.main import EPILOG, cli, open_registry, settings_for
+from modelctl.cli.group import EPILOG, cli, open_registry, settings_for
 from modelctl.cli.options import (
     asset_option,
     info,

@@ -8,7 +8,7 @@ import click
 
 from modelctl.change import write_text
 from modelctl.cli.format import human_bytes, table, tell_wait
-from modelctl.cli.main import EPILOG, cli, load_project, settings_for
+from modelctl.cli.group import EPILOG, cli, load_project, settings_for
 from modelctl.cli.options import asset_option, emit_json, info, json_option, project_options
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.lock import lockfile

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from modelctl.cli.main import EPILOG, cli, settings_for
+from modelctl.cli.group import EPILOG, cli, settings_for
 from modelctl.cli.options import info, project_options
 from modelctl.cli.sync_cmds import find_lockfile
 from modelctl.errors import InputError, IntegrityError

@@ -12,7 +12,7 @@ import click
 
 from modelctl import locking
 from modelctl.cli.format import human_bytes, tell_wait
-from modelctl.cli.main import EPILOG, cli, open_registry, settings_for
+from modelctl.cli.group import EPILOG, cli, open_registry, settings_for
 from modelctl.cli.options import (
     QUIET,
     asset_option,

@@ -143,7 +143,7 @@ def pushed(
         manifest.parent, hub_root, {"org/o": {"w.safetensors": blob(42, 200_000)}},
         "assets:\n  m:\n    repo: org/o\n    files: [w.safetensors]\n",
     )  # fmt: skip
-    from modelctl.cli.main import main
+    from modelctl.cli import main
 
     assert main(["sync", "-q", "-m", str(manifest)]) == 0
     r = reg.Registry(tmp_path / "registry").start()

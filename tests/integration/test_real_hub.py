@@ -16,7 +16,7 @@ import httpx2
 import huggingface_hub as hf
 import pytest
 
-from modelctl.cli.main import main
+from modelctl.cli import main
 from modelctl.errors import EXIT_INPUT, EXIT_NETWORK
 from modelctl.testing.hub import LocalHub
 from tests.support.helpers import seeded_bytes, write_repo

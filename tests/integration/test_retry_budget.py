@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.cli.main import main
+from modelctl.cli import main
 from modelctl.errors import EXIT_NETWORK
 from modelctl.testing.hub import LocalHub
 from tests.support.helpers import seeded_bytes, write_repo

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub.utils import _shared_blobs as shared
 
-from modelctl.cli.main import main
+from modelctl.cli import main
 from modelctl.testing.hub import LocalHub
 from tests.support.helpers import seeded_bytes, write_repo
 
