@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import click
-
+from modelctl.cli.echo import echo
 from modelctl.lock.plan import DownloadPlan
 
 
@@ -57,4 +56,4 @@ def plan_table(plan: DownloadPlan) -> list[str]:
 
 def tell_wait(text: str) -> None:
     """A retry's wait, on stderr: a lock waiting minutes for a rate limit must say so."""
-    click.echo(f"note: {text}", err=True)
+    echo(f"note: {text}", err=True)

@@ -17,11 +17,9 @@ from typing import Any, TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+from modelctl.cli.echo import NORMAL, QUIET, VERBOSE
 
-QUIET = -1
-NORMAL = 0
-VERBOSE = 1
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def project_options(func: F) -> F:

@@ -3,96 +3,33 @@
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
-from modelctl import locking
-from modelctl.cli.format import human_bytes, tell_wait
-from modelctl.cli.group import EPILOG, cli, open_registry, settings_for
+from modelctl.cli.format import human_bytes
+from modelctl.cli.group import EPILOG, cli, settings_for
 from modelctl.cli.options import (
-    QUIET,
     asset_option,
     emit_json,
-    info,
     json_option,
-    note,
     project_options,
     registry_options,
     target_option,
     verbosity,
 )
-from modelctl.cli.progress import JsonProgress, PlainProgress, TtyProgress, summary_line
-from modelctl.hub.lazy_source import hub_source
+from modelctl.cli.sync_run import run_sync
 from modelctl.lock import lockfile
-from modelctl.lock.types import Lock
-from modelctl.oci import reference
 from modelctl.parallel import DEFAULT_CONNECTIONS
-from modelctl.progress import (
-    Event,
-    NullProgress,
-    ProgressListener,
-    SyncFinished,
-)
-from modelctl.project import LockMode, find_lock, make_store
-from modelctl.settings import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT, Settings
+from modelctl.project import find_lock, make_store
+from modelctl.settings import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT
 from modelctl.store.verify import VerifyReport, check, raise_problems
-from modelctl.sync import sync
-
-
-class _Recorder:
-    """Keeps the SyncFinished event for the summary line, passing everything on."""
-
-    def __init__(self, inner: ProgressListener) -> None:
-        self.inner = inner
-        self.finished: SyncFinished | None = None
-
-    def on_event(self, event: Event) -> None:
-        if isinstance(event, SyncFinished):
-            self.finished = event
-        self.inner.on_event(event)
 
 
 def find_lockfile(manifest_path: Path | None, lockfile_path: Path | None) -> Path:
     """For commands that read only the lock: the one search (see :mod:`modelctl.project`)."""
     return find_lock(lockfile_path, manifest_path, os.environ, Path.cwd())
-
-
-def _lock_for_sync(
-    manifest_path: Path | None, lockfile_path: Path | None, mode: LockMode, offline: bool
-) -> tuple[Lock, Settings]:
-    """The lock to sync in ``mode``; a re-lock first is said on stderr."""
-
-    def relocking(reason: str) -> None:
-        note(f"{reason}; locking first (`modelctl lock`)")
-
-    chosen = locking.lock_for(
-        mode,
-        manifest_path,
-        lockfile_path,
-        os.environ,
-        Path.cwd(),
-        client=lambda endpoint: locking.make_client(
-            settings_for(endpoint, offline=offline), tell_wait
-        ),
-        notify=relocking,
-    )
-    if chosen.relocked is not None:
-        note(f"wrote {chosen.lock_path}")
-    return chosen.lock, settings_for(chosen.endpoint, offline=offline)
-
-
-def _listener(as_json: bool, quiet: bool) -> ProgressListener:
-    if as_json:
-        return JsonProgress(sys.stdout)
-    if quiet:
-        return NullProgress()
-    if sys.stderr.isatty():
-        return TtyProgress(sys.stderr)
-    return PlainProgress(sys.stderr)
 
 
 @cli.command("sync", epilog=EPILOG)
@@ -187,38 +124,27 @@ def sync_cmd(
         raise click.UsageError("--locked and --frozen exclude each other")
     if bundle is not None and from_oci is not None:
         raise click.UsageError("--from-bundle and --from exclude each other")
-    oci_ref = reference.parse(from_oci) if from_oci is not None else None
-    mode = LockMode.of(locked=locked, frozen=frozen)
-    lock, settings = _lock_for_sync(
-        manifest_path,
-        lockfile_path,
-        mode,
-        # Installing from a bundle or a registry never asks the Hub, not even to re-lock.
-        offline=offline or bundle is not None or oci_ref is not None,
+    run_sync(
+        manifest_path=manifest_path,
+        lockfile_path=lockfile_path,
+        target=target,
+        jobs=jobs,
+        connections=connections,
+        max_connections=max_connections,
+        offline=offline,
+        locked=locked,
+        frozen=frozen,
+        bundle=bundle,
+        from_oci=from_oci,
+        insecure=insecure,
+        ca_cert=ca_cert,
+        token_hosts=token_hosts,
+        assets=assets,
+        deadline=deadline,
+        as_json=as_json,
+        quiet=quiet,
+        level=verbosity(),
     )
-    lock = lock.select(assets)
-    store = make_store(settings, target)
-    recorder = _Recorder(_listener(as_json, quiet or verbosity() == QUIET))
-    if deadline is not None:
-        settings = replace(settings, limits=replace(settings.limits, deadline_s=deadline))
-    if max_connections is not None:
-        settings = replace(settings, max_connections=max_connections)
-    if bundle is not None:
-        from modelctl.bundle.source import install_bundle
-
-        install_bundle(bundle, lock, store, listener=recorder)
-    elif oci_ref is not None:
-        from modelctl.oci.source import OciSource  # the registry client: only for --from
-
-        registry = open_registry(oci_ref, insecure, ca_cert, token_hosts)
-        sync(lock, store, OciSource(lock, registry, oci_ref, jobs), jobs=jobs, listener=recorder)
-    else:
-        source = hub_source(settings, jobs=jobs, connections=connections)
-        sync(lock, store, source, jobs=jobs, listener=recorder)
-    if recorder.finished is not None and not as_json:
-        info(summary_line(recorder.finished))
-    if not as_json:
-        click.echo(str(store.root))
 
 
 @cli.command("verify", epilog=EPILOG)
