@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from modelctl.errors import StorageError
 from modelctl.fs.safeio import start_writeback
 from modelctl.lock.digest import Digest
 from modelctl.store import partial
@@ -108,3 +109,59 @@ def test_where_writeback_is_unsupported_the_partial_file_stops_asking(
         part.append(data[a : a + WRITEBACK_EVERY // 4])
     assert len(calls) == 1 and part._dirty is None
     assert part.commit(tmp_path / "w", tmp_path / "w.json") == digest
+
+
+def test_the_writing_thread_never_waits_for_the_writeback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync_file_range(WRITE) waits for room in the disk's queue: it runs on a thread of its
+    own, so a congested disk never stalls the thread that receives and writes. Fails when
+    the writer calls it itself: the write loop below then never ends."""
+    congested = threading.Event()
+    callers: list[str] = []
+
+    def slow(fd: int) -> bool:
+        callers.append(threading.current_thread().name)
+        congested.wait(30)
+        return True
+
+    monkeypatch.setattr(partial, "start_writeback", slow)
+    size = 4 * WRITEBACK_EVERY
+    data = os.urandom(size)
+    digest = Digest("sha256", hashlib.sha256(data).hexdigest())
+    part = PartialFile.create(tmp_path / ".w.partial", digest, size)
+    writer = threading.Thread(
+        target=lambda: [
+            part.append(data[a : a + 1024 * 1024]) for a in range(0, size, 1024 * 1024)
+        ],
+        name="receiving",
+    )
+    writer.start()
+    writer.join(10)
+    assert not writer.is_alive(), "the writer waited for the writeback"
+    assert callers and "receiving" not in callers
+    congested.set()
+    assert part.commit(tmp_path / "w", tmp_path / "w.json") == digest
+    assert (tmp_path / "w").read_bytes() == data
+
+
+def test_a_writeback_error_fails_the_download_as_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An I/O error met while starting the writeback is not lost: the next write or the
+    commit reports it, and nothing is renamed into place."""
+
+    def failing(fd: int) -> bool:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(partial, "start_writeback", failing)
+    size = 2 * WRITEBACK_EVERY
+    data = bytes(size)
+    digest = Digest("sha256", hashlib.sha256(data).hexdigest())
+    part = PartialFile.create(tmp_path / ".w.partial", digest, size)
+    with pytest.raises(StorageError, match="cannot write the download"):
+        for a in range(0, size, 1024 * 1024):
+            part.append(data[a : a + 1024 * 1024])
+        part.commit(tmp_path / "w", tmp_path / "w.json")
+    part.close()
+    assert not (tmp_path / "w").exists()
