@@ -21,6 +21,9 @@ setup:
         CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) {{py}} -m pip install -q -e ".[dev,llm,onnx,tokenizers,stt,g2p,docs,sign]"
         echo "$want" > "$stamp"
     fi
+    # Bytecode for the package, as pip writes it when it installs a wheel: an editable
+    # install has none, and with PYTHONDONTWRITEBYTECODE set every run would compile it.
+    {{py}} -m compileall -q modelctl > /dev/null
 
 # Run the whole test suite (unit, integration against the local Hub, runtime with real models, faults).
 test *ARGS: setup

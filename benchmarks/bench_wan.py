@@ -38,6 +38,7 @@ Run ``python -m benchmarks.bench_wan [--rounds 3] [--rate-mb 40] [--quick]
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shlex
@@ -433,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     rounds = 1 if args.quick else args.rounds
     big, multi, fast = (32, 8, 64) if args.quick else (256, 64, 512)
     began = time.monotonic()
+    # modelctl's bytecode, as pip writes it when it installs a wheel: from a source tree
+    # (editable install) with PYTHONDONTWRITEBYTECODE set, every start would compile it.
+    compileall.compile_dir(ROOT_DIR / "modelctl", quiet=1)
     print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
     work = Path(tempfile.mkdtemp(prefix="modelctl-wan-"))
     rows: list[Row] = []
