@@ -13,11 +13,12 @@ fetched as byte ranges over several connections at once, like ``aria2c -x``. The
   Every ``probe_s`` the sync's CPU use is measured: while the CPU could carry more than
   the current rate (:func:`connections_wanted`: cores / cores busy), the file opens as
   many more connections as that spare CPU carries (behind a per-connection cap: all of
-  ``connections`` at the first step); if a step did not raise the file's rate by half of
-  what it promised (:func:`growth_paid`), the file stops growing, and if it did, the next
-  step is decided at once from the window that measured it. On an
-  uncapped link the first connection already keeps the CPU busy: the file stays one
-  stream, hashed as it arrives.
+  ``connections`` at the first step, taken after :data:`EARLY` of a window from the
+  first answer if that short window already shows it: :func:`early_step`); if a step did
+  not raise the file's rate by half of what it promised (:func:`growth_paid`), the file
+  stops growing, and if it did, the next step is decided at once from the window that
+  measured it. On an uncapped link the first connection already keeps the CPU busy: the
+  file stays one stream, hashed as it arrives.
 - **Ranges.** A new connection takes the next ``chunk`` bytes no one holds; when none
   are free, the connection with the most bytes left keeps the next chunk, the new one
   takes the chunk after it, and the rest is free (:meth:`Schedule.steal`); the cut
@@ -103,6 +104,9 @@ _WAIT_S: Final = 0.02  # the coordinating thread wakes up at least this often
 _STATE_VERSION: Final = 1
 # A file grows to what the spare CPU carries, times this (each connection costs some).
 GROWTH_MARGIN: Final = 0.8
+# A file's first step may come after this part of probe_s, if it opens all of -x
+# (early_step): on a capped link each 0.1 s on one connection costs 7/8 of 0.1 s of -x 8.
+EARLY: Final = 0.25
 _STATE_MAX: Final = 1 << 20  # a sidecar of 20,000 ranges is ~0.5 MiB
 
 
@@ -272,6 +276,20 @@ def connections_wanted(current: int, headroom: float, policy: SegmentPolicy) -> 
     return max(current, grown)
 
 
+def early_step(current: int, headroom: float | None, policy: SegmentPolicy) -> bool:
+    """May a file's first step be taken after :data:`EARLY` of a window instead of a whole
+    one? Only if even that short window shows the CPU carrying all of ``policy.connections``
+    (a capped link: the first connection's bytes cost a small part of the cores). Anything
+    less (an uncapped link keeps a core busy from the first byte) waits for the whole window
+    and is decided as before (pure)."""
+    return (
+        policy.adaptive
+        and headroom is not None
+        and current < policy.connections
+        and connections_wanted(current, headroom, policy) >= policy.connections
+    )
+
+
 def growth_paid(before: int, after: int, rate_before: float, rate_after: float) -> bool:
     """Did going from ``before`` to ``after`` connections raise the rate by at least half
     of what the new ones promised (the old per-connection rate each)? (pure)"""
@@ -295,13 +313,21 @@ class Governor:
     def headroom(self) -> float | None:
         """None until one window was measured."""
         with self._lock:
-            now, cpu = time.monotonic(), time.process_time()
+            now, cpu = time.monotonic(), self.cpu()
             t0, c0 = self._since
             if now - t0 >= self._window:
-                busy = (cpu - c0) / (now - t0)
-                self._headroom = self._cores / busy if busy > 0 else float(self._cores) * 8
+                self._headroom = self.headroom_over(cpu - c0, now - t0)
                 self._since = (now, cpu)
             return self._headroom
+
+    def cpu(self) -> float:
+        """The CPU seconds this process used so far (every thread, user + sys)."""
+        return time.process_time()
+
+    def headroom_over(self, cpu_s: float, wall_s: float) -> float:
+        """The headroom of a window of ``wall_s`` in which the process used ``cpu_s``."""
+        busy = cpu_s / wall_s if wall_s > 0 else 0.0
+        return self._cores / busy if busy > 0 else float(self._cores) * 8
 
 
 def _usable_cores() -> int:
@@ -482,6 +508,14 @@ class Schedule:
                 self._free.append((piece.pos, piece.end))
                 self._free.sort()
 
+    def answered(self) -> None:
+        """A connection's range was answered (206): from now on the file may grow; the
+        coordinating thread is woken, so its first window starts now."""
+        if not self.ranged.is_set():
+            with self.cond:
+                self.ranged.set()
+                self.cond.notify_all()
+
     def saw_rate(self, rate: float) -> None:
         """A connection received at ``rate`` bytes/s (averaged with what was seen)."""
         with self.cond:
@@ -557,12 +591,17 @@ class _Growth:
         self._step: tuple[int, int, float, float] | None = None
         self._after: tuple[float, int] | None = None  # the measuring window's start
         self.rate_per_connection: float | None = None  # as measured when it last grew
+        self._grown = False  # a step was taken: later ones wait for whole windows
+        # The first call (the first answer came): when, and the CPU used until then.
+        self._answered: tuple[float, float] | None = None
 
     def more(self, now: float, received: int, workers: int) -> int:
         """How many connections to open now."""
         if self.frozen:
             return 0
         policy = self.segmenter.policy
+        if self._answered is None:
+            self._answered = (now, self.segmenter.governor.cpu())
         if self._step is not None:
             before, after, rate_before, taken = self._step
             if self._after is None:
@@ -582,17 +621,43 @@ class _Growth:
             self._mark = (t1, r1)
         t0, r0 = self._mark
         if policy.adaptive and now - t0 < self.window:
-            return 0
-        headroom = self.segmenter.governor.headroom()
-        if policy.adaptive and headroom is None:
-            return 0
+            early = self._early(now, received, workers)
+            if early is None:
+                return 0
+            headroom: float | None = early
+            t0, r0 = self._answered[0], 0  # every byte came after the first answer
+        else:
+            headroom = self.segmenter.governor.headroom()
+            if policy.adaptive and headroom is None:
+                return 0
         want = connections_wanted(workers, headroom or 1.0, policy) - workers
         rate = (received - r0) / max(now - t0, 1e-9)
         if want > 0 and policy.adaptive:
             self._step = (workers, workers + want, rate, now)
+            self._grown = True
         if want > 0 and received > r0:
             self.rate_per_connection = rate / max(1, workers)
         return max(0, want)
+
+    def wait_s(self, now: float, longest: float) -> float:
+        """How long the coordinating thread may sleep: ``longest``, or less so that it
+        wakes when the first window's early part (:data:`EARLY`) ends."""
+        if self._grown or self.frozen or self._answered is None:
+            return longest
+        due = self._answered[0] + self.window * EARLY - now
+        return longest if due <= 0 else min(longest, due + 0.001)
+
+    def _early(self, now: float, received: int, workers: int) -> float | None:
+        """The headroom of the file's first :data:`EARLY` of a window, from its first
+        answer on, if bytes came and it opens all of -x (:func:`early_step`); else None."""
+        if self._grown or self._answered is None:
+            return None
+        t0, c0 = self._answered
+        if now - t0 < self.window * EARLY or received <= 0:
+            return None
+        governor = self.segmenter.governor
+        headroom = governor.headroom_over(governor.cpu() - c0, now - t0)
+        return headroom if early_step(workers, headroom, self.segmenter.policy) else None
 
 
 class _Ring:
@@ -799,7 +864,7 @@ class _Segmented:
                     save_state(self.state, self.size, self.digest, sched.snapshot())
                     last_save = now
                 with sched.cond:
-                    sched.cond.wait(_WAIT_S)
+                    sched.cond.wait(growth.wait_s(now, _WAIT_S))
         finally:
             stop.set()
             for t in threads:
@@ -910,7 +975,7 @@ class _Segmented:
         complete = False
         try:
             self._accept(resp, first, last)
-            sched.ranged.set()
+            sched.answered()
             self._stream(resp, piece, sched, part, stop, ring)
             # The whole answer was read only if the range was not cut short meanwhile.
             complete = piece.pos == last + 1

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from modelctl.transfer.segments import (
     _Growth,
     _Ring,
     connections_wanted,
+    early_step,
     growth_paid,
     load_state,
     save_state,
@@ -315,3 +317,88 @@ def test_a_ring_holds_at_most_its_count_until_stopped() -> None:
     ring.hand_off()
     stop.set()  # a stopping connection gets a buffer at once, to flush what it holds
     assert len(ring.buffer(stop)) == 16
+
+
+# --------------------------------------------------------------------------- early step
+
+MiB = 1024 * 1024
+
+
+@given(
+    st.integers(1, 64),
+    st.integers(1, 64),
+    st.one_of(st.none(), st.floats(0.01, 1000.0)),
+    st.booleans(),
+)
+def test_an_early_step_opens_all_of_x_or_waits_for_the_whole_window(
+    current: int, per_file: int, headroom: float | None, adaptive: bool
+) -> None:
+    policy = SegmentPolicy(connections=per_file, adaptive=adaptive)
+    early = early_step(current, headroom, policy)
+    if early:
+        assert adaptive and headroom is not None and current < per_file
+        assert connections_wanted(current, headroom, policy) == per_file
+    elif adaptive and headroom is not None and current < per_file:
+        assert connections_wanted(current, headroom, policy) < per_file
+    if headroom is not None and headroom < 2.5 and current == 1:
+        # One core of two busy with the first connection (an uncapped link): never early.
+        assert not early
+
+
+class _MeasuredCpu(Governor):
+    """The process's CPU seconds as the test sets them; whole windows measure ``fixed``."""
+
+    def __init__(self, fixed: float) -> None:
+        super().__init__(0.1, cores=2)
+        self.fixed = fixed
+        self.used = 0.0
+
+    def headroom(self) -> float | None:
+        return self.fixed
+
+    def cpu(self) -> float:
+        return self.used
+
+
+def test_a_capped_link_opens_all_of_x_a_quarter_window_after_the_first_answer() -> None:
+    """Fails on 00568e4: nothing opened before a whole window (0.1 s) had passed."""
+    policy = SegmentPolicy(connections=8, probe_s=0.1)
+    governor = _MeasuredCpu(4.0)  # a whole window would open only 1 * 4.0 * 0.8 -> 3
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    answered = growth._mark[0] + 0.003  # the first range is answered
+    assert growth.more(answered, 0, 1) == 0
+    # The coordinating thread wakes when the early part of the window ends.
+    assert growth.wait_s(answered + 0.010, 0.02) == pytest.approx(0.016)
+    assert growth.wait_s(answered + 0.030, 0.02) == 0.02
+    governor.used = 0.001  # 1 ms of CPU in 25 ms: 0.04 of a core, headroom 50
+    assert growth.more(answered + 0.020, MiB, 1) == 0  # not yet a quarter of the window
+    assert growth.more(answered + 0.026, MiB, 1) == 7  # all of -x at once
+    assert growth.rate_per_connection == pytest.approx(MiB / 0.026)
+    assert growth.wait_s(answered + 0.026, 0.02) == 0.02
+
+
+def test_an_uncapped_link_waits_for_the_whole_window() -> None:
+    """The first connection keeps a core busy: no early step; the whole window decides,
+    as before (here: 1 * 2.0 * 0.8 -> still one connection)."""
+    policy = SegmentPolicy(connections=8, probe_s=0.1)
+    governor = _MeasuredCpu(2.0)
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    t0 = growth._mark[0]
+    answered = t0 + 0.001
+    assert growth.more(answered, 0, 1) == 0
+    for ms in range(25, 100, 5):
+        governor.used = ms / 1000 * 0.95  # one core of two busy
+        assert growth.more(answered + ms / 1000, ms * MiB, 1) == 0
+    assert growth.more(t0 + 0.1, 100 * MiB, 1) == 0
+    assert not growth._grown
+
+
+def test_an_early_step_needs_bytes() -> None:
+    """No byte counted yet (a slow start): no rate to size the pieces by, so no early step."""
+    policy = SegmentPolicy(connections=8, probe_s=0.1)
+    governor = _MeasuredCpu(50.0)
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    t0 = growth._mark[0]
+    assert growth.more(t0 + 0.001, 0, 1) == 0
+    assert growth.more(t0 + 0.05, 0, 1) == 0
+    assert growth.more(t0 + 0.1, 0, 1) == 7  # the whole window decides, as before
