@@ -9,7 +9,6 @@ which files, without the network.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,11 @@ from modelctl.settings import Settings
 from modelctl.store.presence import present_refs
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from modelctl.hub.client import HubClient
+else:
+    from modelctl.values import dataclass
 
 # modelctl.hub.client and modelctl.hub.resolve (huggingface_hub, httpx2: ~100 ms) are
 # imported by the functions that reach the Hub, so a `sync --frozen` or the runtime never

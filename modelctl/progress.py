@@ -28,11 +28,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from modelctl.lock.digest import Digest
 from modelctl.lock.plan import DownloadPlan, PlannedFile
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from modelctl.values import dataclass, field
 
 PROGRESS_EVERY_BYTES: Final = 1024 * 1024
 PROGRESS_EVERY_S: Final = 0.1

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modelctl.errors import InputError, StaleLockError
 from modelctl.fs.paths import find_upwards
@@ -29,6 +28,11 @@ from modelctl.lock import lockfile
 from modelctl.lock.types import Lock, Manifest
 from modelctl.settings import Settings
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 MANIFEST_NAME: Final = "modelctl.yaml"
 

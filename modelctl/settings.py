@@ -7,12 +7,16 @@ Nothing reads the environment at import time; :func:`from_env` is called by the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modelctl._version import __version__
 from modelctl.errors import InputError
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, replace
+else:
+    from modelctl.values import dataclass, replace
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}

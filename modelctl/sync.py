@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from modelctl.lock.plan import DownloadPlan, PlannedFile, plan_lock
 from modelctl.lock.types import FileRef, Lock
@@ -33,6 +32,11 @@ from modelctl.parallel import DEFAULT_MAX_JOBS, run_parallel
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
 from modelctl.store.layout import Store, check_writable
 from modelctl.store.presence import check_local
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 
 class Source(Protocol):

@@ -3,8 +3,7 @@
 The ``sync`` command (:mod:`modelctl.cli.sync_cmds`) checks its options with click and
 calls :func:`run_sync`; the entry point (:mod:`modelctl.cli.main`) calls it directly for
 a plain ``sync --frozen``, the command a container runs at every start. Nothing here
-imports click, the Hub client, the registry client or ``dataclasses`` until an option
-needs it.
+imports click, the Hub client or the registry client until an option needs it.
 """
 
 from __future__ import annotations
@@ -26,8 +25,12 @@ from modelctl.settings import from_env
 from modelctl.sync import sync
 
 if TYPE_CHECKING:
+    from dataclasses import replace
+
     from modelctl.lock.types import Lock
     from modelctl.settings import Settings
+else:
+    from modelctl.values import replace
 
 
 class _Recorder:
@@ -85,8 +88,6 @@ def run_sync(
     store = make_store(settings, target)
     recorder = _Recorder(_listener(as_json, quiet or level == QUIET))
     if deadline is not None or max_connections is not None:
-        from dataclasses import replace
-
         if deadline is not None:
             settings = replace(settings, limits=replace(settings.limits, deadline_s=deadline))
         if max_connections is not None:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelctl.parallel import DEFAULT_CONNECTIONS
 from modelctl.settings import Settings
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from modelctl.hub.source import HubSource
     from modelctl.lock.plan import PlannedFile
     from modelctl.progress import ProgressTracker
     from modelctl.store.layout import Store
     from modelctl.transfer.http import Transport
+else:
+    from modelctl.values import dataclass
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ re-locking costs nothing more; an older lock without them gains them on the next
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelctl.errors import IntegrityError, ResolveError
 from modelctl.fs.paths import check_relpath
@@ -42,6 +41,11 @@ from modelctl.lock.types import (
 )
 from modelctl.lock.types import repo_where as where
 from modelctl.provenance import oms
+
+if TYPE_CHECKING:
+    from dataclasses import replace
+else:
+    from modelctl.values import replace
 
 SourceKey = tuple[str, str, str]  # (repo_type, repo_id, revision)
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final, Protocol
+from typing import IO, TYPE_CHECKING, Final, Protocol
 
 from modelctl.errors import StorageError
 from modelctl.fs.safeio import open_regular
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 ALGORITHMS: Final = ("sha256", "gitsha1", "blake3")
 _HEX_LEN: Final = {"sha256": 64, "gitsha1": 40, "blake3": 64}

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from modelctl.errors import LockfileError, StorageError
 from modelctl.fs.atomic import atomic_write
@@ -30,6 +29,11 @@ from modelctl.lock.types import (
     Manifest,
     RepoType,
 )
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 LOCK_NAME: Final = "modelctl.lock"
 LOCK_VERSION: Final = 1

@@ -8,10 +8,14 @@ through and counted, never guessed: totals are over the known sizes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelctl.lock.types import FileRef, Lock
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,15 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeGuard
 
 from modelctl.errors import InputError
 from modelctl.lock.digest import Digest
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from modelctl.values import dataclass, field
 
 RepoType = Literal["model", "dataset"]
 REPO_TYPES: tuple[RepoType, ...] = ("model", "dataset")

@@ -22,11 +22,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelctl.errors import InputError
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from modelctl.values import dataclass, field
 
 SAMPLE_RATE = 24_000
 STYLE_DIM = 256

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelctl.errors import InputError, VerificationError
 from modelctl.lock import lockfile
@@ -18,6 +17,11 @@ from modelctl.runtime.whisper import FOLDER_FILES, MODEL_FILE, WhisperPaths, mis
 from modelctl.settings import hf_cache_dir
 from modelctl.store.layout import HfCacheStore, Store, TargetStore
 from modelctl.store.presence import Presence, presence
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 Verify = Literal["fast", "full", "none"]
 

@@ -15,9 +15,13 @@ tool's download, say) is never read, and nothing is ever downloaded.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 MODEL_FILE: Final = "model.bin"
 REQUIRED: Final = ("model.bin", "config.json", "tokenizer.json")

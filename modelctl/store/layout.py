@@ -26,15 +26,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from modelctl.errors import UnsafePathError
 from modelctl.fs.atomic import atomic_write
 from modelctl.fs.paths import in_folder, refuse_symlinks, safe_join, storage_error
 from modelctl.fs.safeio import same_text
 from modelctl.lock.types import FileRef, is_commit
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 META_DIR: Final = ".modelctl"
 

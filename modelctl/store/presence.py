@@ -20,9 +20,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modelctl.errors import StorageError, VerificationError
 from modelctl.fs.safeio import kind
@@ -37,6 +36,11 @@ from modelctl.store.record import (
     read_record,
     remember,
 )
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 STATES: Final = ("verified", "unverified", "wrong-size", "missing")
 

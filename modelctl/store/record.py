@@ -18,14 +18,18 @@ import errno
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modelctl.fs.atomic import atomic_write
 from modelctl.fs.paths import in_folder, storage_error
 from modelctl.fs.safeio import RECORD_MAX, open_regular, read_bounded
 from modelctl.lock.digest import Digest, Hasher, new_hasher
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 RECORD_VERSION: Final = 1
 HASH_CHUNK: Final = 8 * 1024 * 1024

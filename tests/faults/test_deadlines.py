@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from modelctl.sync import SyncResult, sync
 from modelctl.testing.hub import LocalHub
 from modelctl.transfer.http import Response, StdlibTransport, Timeouts, Transport
 from modelctl.transfer.retry import RetryPolicy
+from modelctl.values import replace
 from tests.support.fault_report import REPORT
 from tests.support.helpers import (
     FAST,

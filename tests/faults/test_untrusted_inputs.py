@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from modelctl.lock import lockfile
 from modelctl.lock.types import Lock
 from modelctl.store.layout import TargetStore
 from modelctl.transfer.http import Response, StdlibTransport, Transport
+from modelctl.values import replace
 from tests.support.fault_report import REPORT
 from tests.support.helpers import audit, cli_in_process, lib_sync, make_project, seeded_bytes
 

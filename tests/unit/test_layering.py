@@ -18,6 +18,7 @@ PKG = Path(__file__).resolve().parents[2] / "modelctl"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_version": 0,
+    "values": 0,  # data classes without importing dataclasses (start-up time)
     "fs": 1,  # checked opens, paths, atomic writes, file locks
     "lock": 2,  # manifest, lockfile, schema check, plan math: pure data
     "provenance": 3,  # OpenSSF Model Signing: signatures checked against the lock

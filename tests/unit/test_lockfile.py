@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from modelctl.errors import LockfileError
 from modelctl.lock import lockfile
 from modelctl.lock.manifest import parse_manifest
 from modelctl.lock.types import Lock, LockedAsset
+from modelctl.values import replace
 from tests.support.helpers import lock_text
 from tests.support.strategies import locks
 

@@ -4,7 +4,6 @@ Lock.select (--asset) and outdated's file comparison: pure logic, property-teste
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from functools import cache
 
 import pytest
@@ -18,6 +17,7 @@ from modelctl.lock.digest import Digest
 from modelctl.lock.sbom import cyclonedx, purl
 from modelctl.lock.types import Lock, LockedFile
 from modelctl.outdated import file_changes
+from modelctl.values import replace
 from tests.support.strategies import locked_files, locks
 
 
