@@ -26,12 +26,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from modelctl.errors import ModelctlError
 from modelctl.lock.plan import DownloadPlan, PlannedFile, plan_lock
 from modelctl.lock.types import FileRef, Lock
 from modelctl.parallel import DEFAULT_MAX_JOBS, run_parallel
 from modelctl.progress import NullProgress, ProgressListener, ProgressTracker
 from modelctl.store.layout import Store, check_writable
-from modelctl.store.presence import check_local
+from modelctl.store.presence import check_local, look
 
 if TYPE_CHECKING:
     from dataclasses import dataclass
@@ -103,15 +104,30 @@ def inspect(
     store: Store, refs: Sequence[FileRef], jobs: int, cancel: threading.Event
 ) -> list[FileRef]:
     """The refs whose content is present and verified (hashing only unrecorded files)."""
+    # Usually a record vouches for every file: a stat and a small read each, done here in
+    # order (no thread pool to start, the most of a warm sync). The others go through
+    # check_local on a pool: hashing pays for threads, and hashlib releases the GIL on large
+    # buffers. (A path the store refuses is left to the pool too, which reports every
+    # such file in one error.)
+    vouched = {r for r in refs if _vouched(store, r)}
+    rest = [r for r in refs if r not in vouched]
 
     def ok(ref: FileRef) -> FileRef | None:
         check = check_local(store.content_path(ref), ref.digest, ref.size, store.record_path(ref))
         return ref if check.ok else None
 
-    # Usually a stat and a small read per file; a thread pool only pays when files must
-    # be hashed, and hashlib releases the GIL on large buffers.
-    found = run_parallel(ok, refs, max(1, min(jobs, len(refs))), cancel)
-    return [r for r in found if r is not None]
+    found = run_parallel(ok, rest, max(1, min(jobs, len(rest))), cancel)
+    checked = {r for r in found if r is not None}
+    return [r for r in refs if r in vouched or r in checked]
+
+
+def _vouched(store: Store, ref: FileRef) -> bool:
+    """A record vouches for ``ref``'s content as it is on disk (``look``: never hashes)."""
+    try:
+        path, record_path = store.content_path(ref), store.record_path(ref)
+    except ModelctlError:
+        return False  # check_local, on the pool, raises it with the others
+    return look(path, ref.digest, ref.size, record_path).state == "verified"
 
 
 def set_refs(lock: Lock, store: Store) -> None:
