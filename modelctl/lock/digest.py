@@ -10,7 +10,6 @@ Algorithms:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -78,6 +77,10 @@ class Hasher(Protocol):
 
 def new_hasher(algorithm: str, size: int | None = None) -> Hasher:
     """A streaming hasher; ``gitsha1`` needs the total size for the blob header."""
+    # Imported here: OpenSSL's hashlib costs ~2 ms, and a warm sync or the runtime hashes
+    # nothing when the records vouch for every file (after the first call it is free).
+    import hashlib
+
     if algorithm == "sha256":
         return hashlib.sha256()
     if algorithm == "blake3":

@@ -7,7 +7,6 @@ bytes, and ``parse(render(lock)) == lock``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -276,6 +275,8 @@ def diff(manifest: Manifest, lock: Lock) -> LockDiff:
 
 def lock_hash(lock: Lock) -> str:
     """``sha256:<hex>`` of the lock's canonical rendering (= its lockfile's bytes)."""
+    import hashlib  # here: a warm start-up never hashes (see lock.types.sha256_of)
+
     return "sha256:" + hashlib.sha256(render(lock).encode("utf-8")).hexdigest()
 
 

@@ -6,7 +6,6 @@ from these values, the lockfile above all, is deterministic.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Collection, Iterator
@@ -55,6 +54,8 @@ def canonical_json(value: Any) -> str:
 
 
 def sha256_of(value: Any) -> str:
+    import hashlib  # here: OpenSSL's hashlib costs ~2 ms of a warm start-up, which never hashes
+
     return "sha256:" + hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
