@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelctl.cli import main
 from tests.support.helpers import make_project, seeded_bytes
@@ -113,3 +117,73 @@ def test_with_modelctl_target_set(synced: Path) -> None:
     assert probe == "no click"
     assert run("click", args, env, synced)[:3] == (code, out, err)
     assert code == 3 and str(synced / "tree") in err
+
+
+GLOBAL = ["-q", "--quiet", "-v", "--verbose"]
+SYNC_OPTIONS = [
+    ["--offline"],
+    ["-q"],
+    ["--quiet"],
+    ["--lockfile", "modelctl.lock"],
+    ["--lockfile=modelctl.lock"],
+    ["--lockfile", "missing.lock"],
+    ["-m", "modelctl.yaml"],
+    ["--manifest", "modelctl.yaml"],
+    ["--target", "tree"],
+    ["--target=tree"],
+    ["--jobs", "2"],
+    ["--help"],
+    ["-mmodelctl.yaml"],
+    ["--lockfile"],
+    ["extra"],
+    ["--lockfile", "-q"],
+    ["--lockfile", "tree"],  # a folder: click's usage error
+    ["--target", "modelctl.lock"],  # a file: click's usage error
+    ["--frozen"],
+    ["--locked"],
+]
+
+
+@st.composite
+def sync_argv(draw: st.DrawFn) -> list[str]:
+    """``[global flags] sync [options]``, --frozen mostly among them, in any order; or,
+    now and then, the same words shuffled."""
+    head = draw(st.lists(st.sampled_from(GLOBAL), max_size=2))
+    options = draw(st.lists(st.sampled_from(SYNC_OPTIONS), max_size=4))
+    if draw(st.integers(0, 4)):
+        options.append(["--frozen"])
+    options = draw(st.permutations(options))
+    args = [*head, "sync", *(word for option in options for word in option)]
+    return draw(st.permutations(args)) if not draw(st.integers(0, 5)) else args
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(args=sync_argv())
+def test_any_argv_gives_the_same_outcome_both_ways(
+    synced: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+) -> None:
+    """In process, for argv drawn from sync's vocabulary (a plain frozen sync or not):
+    main() and main(fast=False) return the same code and print the same text. Each runs
+    in its own copy of the project (click may take "--frozen" as --lockfile's value and
+    write that lockfile)."""
+    monkeypatch.delenv("MODELCTL_TARGET", raising=False)
+    if not (synced / "tree").exists():  # a synced --target tree too, so no run downloads
+        monkeypatch.chdir(synced)
+        assert main(["sync", "--frozen", "-q", "--target", "tree"]) == 0
+    capsys.readouterr()
+    outcomes = []
+    for fast in (True, False):
+        copy = Path(tempfile.mkdtemp(dir=synced.parent)) / "p"
+        shutil.copytree(synced, copy, symlinks=True)
+        monkeypatch.chdir(copy)
+        code = main(list(args), fast=fast)
+        out, err = (_TIMING.sub("N", s).replace(str(copy), "P") for s in capsys.readouterr())
+        outcomes.append((code, out, err))
+    assert outcomes[0] == outcomes[1]
