@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +169,9 @@ def _lock_mode(name: LockModeName | None, manifest: PathLike | None) -> LockMode
 def proxies_of(env: Mapping[str, str]) -> dict[str, str]:
     """Proxies as :func:`urllib.request.getproxies` reports them, from ``env``."""
     if env is os.environ:
-        return urllib.request.getproxies()
+        from modelctl.transfer.http import system_proxies
+
+        return system_proxies()
     found: dict[str, str] = {}
     for name, value in env.items():
         key = name.lower()

@@ -65,9 +65,9 @@ class LazyHubSource:
     def _proxies(self) -> Mapping[str, str]:
         if self.proxies is not None:
             return self.proxies
-        import urllib.request
+        from modelctl.transfer.http import system_proxies
 
-        return urllib.request.getproxies()
+        return system_proxies()
 
 
 def hub_source(

@@ -10,7 +10,6 @@ missing file.
 from __future__ import annotations
 
 import threading
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
@@ -24,7 +23,7 @@ from modelctl.progress import ProgressTracker
 from modelctl.settings import Settings, request_headers
 from modelctl.store.layout import Store
 from modelctl.transfer.fetch import FetchContext, fetch_all
-from modelctl.transfer.http import Timeouts, Transport, default_transport
+from modelctl.transfer.http import Timeouts, Transport, default_transport, system_proxies
 from modelctl.transfer.remote import Headers, Hints
 from modelctl.transfer.retry import RetryPolicy
 from modelctl.transfer.segments import Segmenter, SegmentPolicy
@@ -139,7 +138,7 @@ class HubSource:
             # Proxies as the CLI honours them: http.client alone would ignore them.
             transport=self.transport
             if self.transport is not None
-            else transport_for(self.settings, urllib.request.getproxies()),
+            else transport_for(self.settings, system_proxies()),
             policy=self.policy if self.policy is not None else policy_for(self.settings),
             record_blake3=self.record_blake3,
             cancel=cancel,
