@@ -402,3 +402,40 @@ def test_an_early_step_needs_bytes() -> None:
     assert growth.more(t0 + 0.001, 0, 1) == 0
     assert growth.more(t0 + 0.05, 0, 1) == 0
     assert growth.more(t0 + 0.1, 0, 1) == 7  # the whole window decides, as before
+
+
+@given(
+    st.integers(2, 16),
+    st.floats(0.5, 100.0),
+    st.lists(
+        st.tuples(st.floats(0.001, 0.06), st.floats(0.0, 2.0), st.integers(0, 4 * MiB)),
+        max_size=40,
+    ),
+)
+@example(8, 4.0, [(0.03, 0.01, MiB)] * 6)  # a capped link: the early step, then no other
+@example(8, 4.0, [(0.03, 0.95, 30 * MiB)] * 6)  # uncapped: the whole window decides
+def test_growth_never_exceeds_x_and_an_early_step_is_the_first_and_opens_all_of_it(
+    per_file: int, window_headroom: float, steps: list[tuple[float, float, int]]
+) -> None:
+    """Whatever the CPU use and the bytes over time: the file never has more than -x
+    connections, and a step taken before a whole window (from the file's start) is its
+    first, taken after a quarter of the window from the first answer, and opens all of -x."""
+    policy = SegmentPolicy(connections=per_file, probe_s=0.1)
+    governor = _MeasuredCpu(window_headroom)
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    start = growth._mark[0]
+    now, received, workers, steps_taken = start + 0.001, 0, 1, 0
+    answered = now
+    for dt, cores_busy, more_bytes in steps:
+        step = growth.more(now, received, workers)
+        assert 0 <= step <= per_file - workers
+        if step:
+            steps_taken += 1
+            if now - start < policy.probe_s:
+                assert steps_taken == 1 and workers + step == per_file
+                assert now - answered >= policy.probe_s / 4 and received > 0
+        workers += step
+        now += dt
+        governor.used += dt * cores_busy
+        received += more_bytes
+    assert workers <= per_file
