@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -27,6 +26,11 @@ from modelctl.transfer.http import Timeouts, Transport, default_transport, syste
 from modelctl.transfer.remote import Headers, Hints
 from modelctl.transfer.retry import RetryPolicy
 from modelctl.transfer.segments import Segmenter, SegmentPolicy
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, replace
+else:
+    from modelctl.values import dataclass, replace
 
 if TYPE_CHECKING:
     import httpx2

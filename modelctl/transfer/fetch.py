@@ -31,8 +31,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modelctl.errors import (
     IntegrityError,
@@ -67,6 +66,11 @@ from modelctl.transfer.retry import (
     ServerWait,
     server_wait,
 )
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field, replace
+else:
+    from modelctl.values import dataclass, field, replace
 
 MiB: Final = 1024 * 1024
 CHUNK: Final = 8 * MiB  # per transfer; reused, so 8 jobs hold 64 MiB

@@ -32,7 +32,6 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -40,6 +39,11 @@ if TYPE_CHECKING:
     import httpx2
 
 from modelctl.transfer.urls import Origin, parse_url
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 MAX_REDIRECTS: Final = 10
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -103,6 +107,9 @@ class Timeouts:
         return cls(
             connect_s=seconds, read_s=max(cls.read_s, seconds), headers_s=max(headers_s, seconds)
         )
+
+
+DEFAULT_TIMEOUTS: Final = Timeouts()
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,7 @@ class StdlibTransport:
 
     def __init__(
         self,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         proxies: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -482,7 +489,7 @@ class HttpxTransport:
     """An httpx2 client (default: a new one, proxies from the environment)."""
 
     def __init__(
-        self, client: httpx2.Client | None = None, timeouts: Timeouts = Timeouts()
+        self, client: httpx2.Client | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ) -> None:
         import httpx2  # only behind a proxy http.client cannot use: it costs start-up
 
@@ -503,7 +510,7 @@ class HttpxTransport:
 
 def default_transport(
     proxies: Mapping[str, str],
-    timeouts: Timeouts = Timeouts(),
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
     httpx_client: Callable[[], httpx2.Client] | None = None,
 ) -> Transport:
     """The fast stdlib transport, through the configured proxies

@@ -17,11 +17,15 @@ Implemented by :class:`modelctl.hub.source.HubRemote` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from modelctl.errors import AuthError, ModelctlError, ResolveError
 from modelctl.lock.types import FileRef
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 
 class Headers(Protocol):

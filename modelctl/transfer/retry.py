@@ -31,8 +31,12 @@ import email.utils
 import re
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 # huggingface_hub's own pattern (utils/_http.py): `"<policy>";r=<remaining>;t=<reset s>`.

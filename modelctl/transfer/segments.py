@@ -66,9 +66,8 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from modelctl.errors import ModelctlError, NetworkError
 from modelctl.fs.atomic import atomic_write
@@ -93,6 +92,11 @@ from modelctl.transfer.fetch import (
 )
 from modelctl.transfer.http import TRANSPORT_ERRORS, Response, abort
 from modelctl.transfer.retry import Backoff
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 MiB: Final = 1024 * 1024
 BUFFER: Final = 1 * MiB  # per connection: bytes are written at their offset in this size

@@ -19,9 +19,13 @@ names what was wrong and shows the value cut short.
 from __future__ import annotations
 
 import http.client
-from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import SplitResult, urljoin, urlsplit
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from modelctl.values import dataclass
 
 MAX_URL_CHARS: Final = 8192  # nginx's default request line limit; S3 signed URLs are ~2 KB
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
