@@ -24,7 +24,8 @@ fetched as byte ranges over several connections at once, like ``aria2c -x``. The
   takes the chunk after it, and the rest is free (:meth:`Schedule.steal`); the cut
   request stops at its new end and its connection is dropped. A chunk is what one
   connection receives in ``piece_seconds`` (at most ``max_piece``, less toward the end
-  so the connections finish together); both parts of a cut hold ``min_split`` bytes.
+  so the connections finish together); both parts of a cut hold ``min_split`` bytes
+  (less where round trips are short: :meth:`Schedule.split_min`).
   Ranges stay close to the hashed prefix, so hashing keeps pace with the bytes. A range
   that fails is retried alone, from where it stopped, with the retry policy of
   :mod:`modelctl.transfer.retry`; the other connections go on.
@@ -121,7 +122,8 @@ class SegmentPolicy:
     min_piece: int = 8 * MiB  # a file is split only if it holds two of these
     # A range being fetched is split (its second half taken by an idle connection) only
     # if both halves hold this much (at most min_piece): small, so that no connection
-    # fetches a long tail alone while the others are done.
+    # fetches a long tail alone while the others are done. Less (down to one BUFFER) where
+    # a round trip is short: see Schedule.split_min.
     min_split: int = 2 * MiB
     # Once a file has several connections, each asks for about what it receives in this
     # long (at most max_piece), and for less toward the end so they finish together.
@@ -427,6 +429,7 @@ class Schedule:
         self.cond = threading.Condition()
         self.received = 0
         self.conn_rate: float | None = None  # bytes/s of one connection, as last seen
+        self.rtt: float | None = None  # the shortest request -> answer seen, in seconds
         # Set by the first 206 answer: until then, one connection (the server may ignore
         # Range, and then the others would only fetch the whole file again).
         self.ranged = threading.Event()
@@ -456,7 +459,8 @@ class Schedule:
             left = best.end - best.pos
             keep = left // 2 if chunk is None else min(chunk, left // 2)
             cut = best.pos + max(self.reserve, keep)
-            if cut - best.pos < self.min_split or best.end - cut < self.min_split:
+            least = self.split_min()
+            if cut - best.pos < least or best.end - cut < least:
                 return None
             end = self._bounded(cut, best.end, chunk)
             if end < best.end:
@@ -470,8 +474,9 @@ class Schedule:
         what is left is never shorter than ``min_split``."""
         if chunk is None:
             return end
-        bound = start + max(chunk, self.min_split, 1)
-        return end if end - bound < self.min_split else bound
+        least = self.split_min()
+        bound = start + max(chunk, least, 1)
+        return end if end - bound < least else bound
 
     def left(self) -> int:
         """Bytes no connection has got yet."""
@@ -482,10 +487,20 @@ class Schedule:
         with self.cond:
             if self._free:
                 return True
-            return any(
-                p.end - p.pos - max(self.reserve, self.min_split) >= self.min_split
-                for p in self.active
-            )
+            least = self.split_min()
+            return any(p.end - p.pos - max(self.reserve, least) >= least for p in self.active)
+
+    def split_min(self) -> int:
+        """The least a part of a split (or the rest of a range) holds: ``min_split``, or
+        less where a request's round trip is short. Taking half of a range pays if the
+        round trip of the new request is shorter than the half takes to arrive (half >=
+        rate x RTT), so the floor is one round trip's bytes, at least ``reserve`` and at
+        most ``min_split``: on loopback or a LAN the tail is cut finer and the connections
+        finish closer together; on a far CDN nothing changes."""
+        rate, rtt = self.conn_rate, self.rtt
+        if rate is None or rtt is None:
+            return self.min_split
+        return max(min(self.reserve, self.min_split), min(self.min_split, int(rate * rtt)))
 
     def _hold(self, piece: Piece) -> Piece:
         self.active.append(piece)
@@ -520,6 +535,12 @@ class Schedule:
                 self.ranged.set()
                 self.cond.notify_all()
 
+    def saw_round_trip(self, seconds: float) -> None:
+        """A request was answered ``seconds`` after it was sent (the shortest is kept: a
+        new connection's handshakes only make it longer)."""
+        with self.cond:
+            self.rtt = seconds if self.rtt is None else min(self.rtt, seconds)
+
     def saw_rate(self, rate: float) -> None:
         """A connection received at ``rate`` bytes/s (averaged with what was seen)."""
         with self.cond:
@@ -532,7 +553,8 @@ class Schedule:
         if rate is None:
             return None
         share = self.left() // (2 * max(1, connections))
-        return max(self.min_split, min(int(rate * policy.piece_seconds), policy.max_piece, share))
+        least = self.split_min()
+        return max(least, min(int(rate * policy.piece_seconds), policy.max_piece, share))
 
     def prefix(self) -> int:
         with self.cond:
@@ -976,6 +998,7 @@ class _Segmented:
             resp = self.ctx.transport.get(self.url, headers)
         except TRANSPORT_ERRORS as exc:
             raise _Transient(self.ctx.describe(exc)) from exc
+        sched.saw_round_trip(time.monotonic() - began)
         complete = False
         try:
             self._accept(resp, first, last)

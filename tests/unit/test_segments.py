@@ -70,6 +70,9 @@ ops_st = st.lists(
         st.tuples(st.just("recv"), st.integers(0, 7), st.integers(1, 5000)),
         st.tuples(st.just("flush"), st.integers(0, 7), st.integers(0, 0)),
         st.tuples(st.just("drop"), st.integers(0, 7), st.integers(0, 0)),
+        # A connection's rate (bytes/s) and a request's round trip (1/10,000 s) were seen:
+        # the least part of a split may shrink (Schedule.split_min).
+        st.tuples(st.just("saw"), st.integers(1, 10**6), st.integers(0, 3000)),
     ),
     max_size=80,
 )
@@ -132,6 +135,9 @@ def test_ranges_cover_the_file_once_whatever_the_connections_do(
     for op, w, n in ops:
         if op == "open":
             open_one(n)
+        elif op == "saw":
+            sched.saw_rate(float(w))
+            sched.saw_round_trip(n / 10_000)
         elif conns:
             c = conns[w % len(conns)]
             p = c.piece
@@ -439,3 +445,54 @@ def test_growth_never_exceeds_x_and_an_early_step_is_the_first_and_opens_all_of_
         governor.used += dt * cores_busy
         received += more_bytes
     assert workers <= per_file
+
+
+# --------------------------------------------------------------------------- the tail
+
+
+@given(
+    st.integers(1, 64 * MiB),
+    st.integers(1, 4 * MiB),
+    st.one_of(st.none(), st.floats(1.0, 1e9)),
+    st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
+def test_the_least_part_of_a_split_is_one_round_trip_of_bytes_within_bounds(
+    min_split: int, reserve: int, rate: float | None, rtt: float | None
+) -> None:
+    sched = Schedule(100 * MiB, Ranges(), min_split, reserve)
+    if rate is not None:
+        sched.saw_rate(rate)
+    if rtt is not None:
+        sched.saw_round_trip(rtt)
+    least = sched.split_min()
+    assert min(reserve, min_split) <= least <= min_split  # never coarser than min_split
+    if rate is None or rtt is None:
+        assert least == min_split
+    else:
+        assert least == max(min(reserve, min_split), min(min_split, int(rate * rtt)))
+
+
+def test_a_short_round_trip_splits_the_tail_finer() -> None:
+    """3 MiB left on the last range, nothing free: with 2 MiB parts (min_split) it cannot
+    be split and the other connections wait; one round trip of 0.3 ms at 40 MB/s is far
+    less than a BUFFER, so it is cut in parts of 1 MiB for three connections. A far CDN
+    (80 ms: 3.2 MB per round trip) keeps min_split. Fails on b2ed322 (no round trips)."""
+    policy = SegmentPolicy()
+
+    def tail(rtt: float | None) -> tuple[Schedule, Piece, Piece | None]:
+        sched = Schedule(64 * MiB, Ranges([(0, 61 * MiB)]), 2 * MiB, reserve=MiB)
+        last = sched.steal()
+        assert last is not None and (last.start, last.end) == (61 * MiB, 64 * MiB)
+        sched.saw_rate(40e6)
+        if rtt is not None:
+            sched.saw_round_trip(0.5)  # a new connection's handshakes: only the least counts
+            sched.saw_round_trip(rtt)
+        return sched, last, sched.steal(sched.chunk(policy, 8))
+
+    assert tail(None)[2] is None
+    assert tail(0.080)[2] is None
+    sched, last, piece = tail(0.0003)
+    assert piece is not None and (piece.start, piece.end) == (62 * MiB, 63 * MiB)
+    assert last.end == 62 * MiB
+    rest = sched.steal(sched.chunk(policy, 8))
+    assert rest is not None and (rest.start, rest.end) == (63 * MiB, 64 * MiB)
