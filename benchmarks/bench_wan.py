@@ -4,7 +4,10 @@ Transfer: Debian's nginx serves the same bytes at ``/<repo>/resolve/<commit>/<pa
 (what ``modelctl sync`` and ``hf_hub_download`` ask for), in two scenarios:
 
 - **capped**: nginx ``limit_rate`` per connection (default 40 MB/s, about what one
-  connection gets from the Hub's CDN); loopback round trips;
+  connection gets from the Hub's CDN) with a 128 KiB socket send buffer, so that no
+  answer's tail escapes the cap (with the autotuned buffer, the last ~2 MiB of every answer
+  came at loopback speed, which favoured clients making many range requests); loopback
+  round trips;
 - **uncapped**: loopback, as fast as the cores go.
 
 Each runs one large file and a multi-file plan (4 large + 3 small files). The clients,
@@ -127,6 +130,11 @@ def start_nginx(
         raise SystemExit("nginx is needed: apt-get install nginx-light")
     port = _free_port()
     rate = f"limit_rate {rate_mb}m;" if rate_mb else ""
+    # limit_rate paces what nginx hands to the socket, and the socket's send buffer (a few
+    # MiB on loopback, autotuned) then drains at full speed: each answer's last few MiB
+    # would arrive uncapped, a gift to clients that make many range requests. A 128 KiB
+    # send buffer makes the cap a per-connection rate, as a CDN's is.
+    sndbuf = " sndbuf=128k" if rate_mb else ""
     conf = work / f"nginx-{port}.conf"
     conf.write_text(
         textwrap.dedent(
@@ -150,7 +158,7 @@ def start_nginx(
                 types {{ }}
                 default_type application/octet-stream;
                 server {{
-                    listen 127.0.0.1:{port};
+                    listen 127.0.0.1:{port}{sndbuf};
                     root {www};
                     location / {{
                         {rate}
