@@ -113,10 +113,10 @@ def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
-def modelctl_cmd(*args: str) -> list[str]:
+def modelctl_cmd(*args: str, python: str = sys.executable) -> list[str]:
     """The CLI as a user runs it (the venv's console script, else ``python -m``)."""
-    script = Path(sys.executable).with_name("modelctl")
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "modelctl", *args]
+    script = Path(python).with_name("modelctl")
+    return [str(script), *args] if script.exists() else [python, "-m", "modelctl", *args]
 
 
 # --------------------------------------------------------------------------- nginx
@@ -332,8 +332,11 @@ def curls(urls: dict[str, str], dest: Path, verify: bool) -> str:
 # --------------------------------------------------------------------------- start-up
 
 
-def startup_scenario(work: Path, rounds: int) -> list[tuple[str, float, float]]:
-    """(what, ms, ratio to python -c pass) rows."""
+def startup_scenario(
+    work: Path, rounds: int, python: str | None = None
+) -> list[tuple[str, float, float]]:
+    """(what, ms, ratio to python -c pass) rows. ``python``: measure that interpreter and
+    the modelctl installed beside it (e.g. from a wheel), not this source tree."""
     base = work / "startup"
     sizes = make_repo(base / "root", 5, 64 * 1024, small=True)
     assert len(sizes) == 8
@@ -351,12 +354,15 @@ def startup_scenario(work: Path, rounds: int) -> list[tuple[str, float, float]]:
         hub.wait(timeout=10)
     lock_path = str(manifest.with_suffix(".lock"))
     env = {**env, "HF_HUB_OFFLINE": "1"}
+    exe = python or sys.executable
+    if python is not None:
+        env.pop("PYTHONPATH", None)  # that interpreter's own modelctl, not this tree's
     runs = {
-        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c pass": [exe, "-c", "pass"],
         "sync --frozen --offline (8 files, warm)": modelctl_cmd(
-            "sync", "--frozen", "--offline", "-q", "--lockfile", lock_path
+            "sync", "--frozen", "--offline", "-q", "--lockfile", lock_path, python=exe
         ),
-        "runtime: import + open_lock + paths": [sys.executable, "-c", RUNTIME_SCRIPT, lock_path],
+        "runtime: import + open_lock + paths": [exe, "-c", RUNTIME_SCRIPT, lock_path],
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
@@ -434,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate-mb", type=int, default=40, help="per-connection cap, MB/s")
     p.add_argument("--quick", action="store_true", help="small files, one round: a smoke run")
     p.add_argument("--only", choices=["capped", "uncapped", "startup", "scale"], action="append")
+    p.add_argument(
+        "--python",
+        help="start-up only: measure this interpreter and the modelctl installed beside it "
+        "(e.g. a venv with modelctl from a wheel) instead of this source tree",
+    )
     args = p.parse_args(argv)
     for tool in ("curl", "aria2c", "sha256sum"):
         if shutil.which(tool) is None:
@@ -458,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += transfer_scenario(work, "u1", 1, fast, False, None, rounds)
             rows += transfer_scenario(work, "u4", 4, fast // 4, True, None, rounds)
         if "startup" in only:
-            startup = startup_scenario(work, 3 if args.quick else max(rounds * 4, 9))
+            startup = startup_scenario(work, 3 if args.quick else max(rounds * 4, 9), args.python)
         if "scale" in only:
             from benchmarks import bench_scale
 
