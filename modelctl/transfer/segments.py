@@ -608,11 +608,12 @@ class Segmenter:
 class _Growth:
     """One file's decisions to open more connections (see the module docstring)."""
 
-    def __init__(self, segmenter: Segmenter) -> None:
+    def __init__(self, segmenter: Segmenter, started: float | None = None) -> None:
         self.segmenter = segmenter
         self.window = segmenter.policy.probe_s
         self.frozen = False
-        self._mark = (time.monotonic(), 0)  # when and at how many bytes the window began
+        # When (default: now, time.monotonic()) and at how many bytes the window began.
+        self._mark = (time.monotonic() if started is None else started, 0)
         # A step under test: (connections before, after, rate before, when it was taken).
         self._step: tuple[int, int, float, float] | None = None
         self._after: tuple[float, int] | None = None  # the measuring window's start

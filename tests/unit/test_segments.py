@@ -233,7 +233,7 @@ class _FixedHeadroom(Governor):
 def test_a_step_that_paid_is_followed_by_the_next_at_once() -> None:
     policy = SegmentPolicy(connections=8, probe_s=0.1)
     segmenter = Segmenter(policy, ConnectionBudget(64), _FixedHeadroom(4.0))
-    growth = _Growth(segmenter)
+    growth = _Growth(segmenter, started=0.0)
     t0, per = growth._mark[0], 4_000_000  # bytes per connection per window (40 MB/s)
     assert growth.more(t0 + 0.05, per // 2, 1) == 0  # the first window is not over
     assert growth.more(t0 + 0.1, per, 1) == 2  # 1 * 4.0 * 0.8 -> 3 connections
@@ -247,7 +247,7 @@ def test_a_step_that_paid_is_followed_by_the_next_at_once() -> None:
 def test_a_step_that_did_not_pay_stops_growth() -> None:
     policy = SegmentPolicy(connections=8, probe_s=0.1)
     segmenter = Segmenter(policy, ConnectionBudget(64), _FixedHeadroom(4.0))
-    growth = _Growth(segmenter)
+    growth = _Growth(segmenter, started=0.0)
     t0, per = growth._mark[0], 4_000_000
     assert growth.more(t0 + 0.1, per, 1) == 2
     assert growth.more(t0 + 0.21, 2 * per, 3) == 0
@@ -370,7 +370,7 @@ def test_a_capped_link_opens_all_of_x_a_quarter_window_after_the_first_answer() 
     """Fails on 00568e4: nothing opened before a whole window (0.1 s) had passed."""
     policy = SegmentPolicy(connections=8, probe_s=0.1)
     governor = _MeasuredCpu(4.0)  # a whole window would open only 1 * 4.0 * 0.8 -> 3
-    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor), started=0.0)
     answered = growth._mark[0] + 0.003  # the first range is answered
     assert growth.more(answered, 0, 1) == 0
     # The coordinating thread wakes when the early part of the window ends.
@@ -388,7 +388,7 @@ def test_an_uncapped_link_waits_for_the_whole_window() -> None:
     as before (here: 1 * 2.0 * 0.8 -> still one connection)."""
     policy = SegmentPolicy(connections=8, probe_s=0.1)
     governor = _MeasuredCpu(2.0)
-    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor), started=0.0)
     t0 = growth._mark[0]
     answered = t0 + 0.001
     assert growth.more(answered, 0, 1) == 0
@@ -403,7 +403,7 @@ def test_an_early_step_needs_bytes() -> None:
     """No byte counted yet (a slow start): no rate to size the pieces by, so no early step."""
     policy = SegmentPolicy(connections=8, probe_s=0.1)
     governor = _MeasuredCpu(50.0)
-    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor), started=0.0)
     t0 = growth._mark[0]
     assert growth.more(t0 + 0.001, 0, 1) == 0
     assert growth.more(t0 + 0.05, 0, 1) == 0
@@ -428,7 +428,7 @@ def test_growth_never_exceeds_x_and_an_early_step_is_the_first_and_opens_all_of_
     first, taken after a quarter of the window from the first answer, and opens all of -x."""
     policy = SegmentPolicy(connections=per_file, probe_s=0.1)
     governor = _MeasuredCpu(window_headroom)
-    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor))
+    growth = _Growth(Segmenter(policy, ConnectionBudget(64), governor), started=0.0)
     start = growth._mark[0]
     now, received, workers, steps_taken = start + 0.001, 0, 1, 0
     answered = now
