@@ -29,11 +29,10 @@ from modelctl.transfer.segments import Segmenter, SegmentPolicy
 
 if TYPE_CHECKING:
     from dataclasses import dataclass, replace
+
+    import httpx2
 else:
     from modelctl.values import dataclass, replace
-
-if TYPE_CHECKING:
-    import httpx2
 
 DEFAULT_SEGMENTS = SegmentPolicy()
 # huggingface_hub's REPO_TYPES_URL_PREFIXES: a model's URL has no prefix.

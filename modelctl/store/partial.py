@@ -226,12 +226,12 @@ class PartialFile:
             with self._dirty_lock:
                 self._dirty = None  # not on this system: the fsync of commit does it all
 
-    def _stop_writeback(self) -> None:
+    def _stop_writeback(self, quiet: bool = False) -> None:
         """End the writeback thread (before the fd is fsynced or closed); raises the
-        OSError it met, if any."""
+        OSError it met, if any, unless ``quiet``."""
         writeback, self._writeback = self._writeback, None
         if writeback is not None:
-            writeback.stop()
+            writeback.stop(quiet)
 
     def hash_next(self, data: memoryview | bytes) -> None:
         """Hash the bytes that follow the hashed prefix, received in memory and written
@@ -341,11 +341,9 @@ class PartialFile:
         return digest
 
     def close(self) -> None:
-        if self._writeback is not None:
-            # Closing: the download failed or was stopped, or commit already fsynced. A
-            # writeback error here changes nothing (the file is not renamed into place).
-            writeback, self._writeback = self._writeback, None
-            writeback.stop(quiet=True)
+        # Closing: the download failed or was stopped, or commit already fsynced. A
+        # writeback error here changes nothing (the file is not renamed into place).
+        self._stop_writeback(quiet=True)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -35,13 +35,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
-if TYPE_CHECKING:
-    import httpx2
-
 from modelctl.transfer.urls import Origin, parse_url
 
 if TYPE_CHECKING:
     from dataclasses import dataclass
+
+    import httpx2
 else:
     from modelctl.values import dataclass
 
